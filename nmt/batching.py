@@ -1,0 +1,100 @@
+"""Token-bucketed batches and padding.
+
+Training batches: shuffle, cut into pools, sort each pool by length, cut the pool
+into batches of at most `batch_tokens` padded tokens, shuffle the batches. The
+order is a pure function of (seed, epoch), so resuming at batch k of an epoch
+replays exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nmt.tokenizer import BOS, EOS, PAD
+
+_POOL = 100  # batches per sorting pool: similar lengths together, still shuffled
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # [B, S] source ids + EOS, right-padded
+    src_len: torch.Tensor  # [B] lengths including EOS (int64, on CPU)
+    tgt_in: torch.Tensor | None = None  # [B, T] BOS + target ids
+    tgt_out: torch.Tensor | None = None  # [B, T] target ids + EOS
+    n_tgt_tokens: int = 0  # real target tokens, counted on the CPU (no device sync)
+
+    def to(self, device: torch.device) -> Batch:
+        nb = device.type == "cuda"
+
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=nb)
+
+        # src_len stays on the CPU: pack_padded_sequence wants it there
+        return Batch(mv(self.src), self.src_len, mv(self.tgt_in), mv(self.tgt_out),
+                     self.n_tgt_tokens)
+
+
+def _pad(seqs: list[list[int]]) -> torch.Tensor:
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), PAD, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def source_tensor(src: list[list[int]], reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids with EOS appended; `reverse` flips the real tokens only."""
+    seqs = [(s[::-1] if reverse else list(s)) + [EOS] for s in src]
+    return _pad(seqs), torch.tensor([len(s) for s in seqs], dtype=torch.long)
+
+
+def collate(src: list[list[int]], tgt: list[list[int]] | None, reverse: bool) -> Batch:
+    s, s_len = source_tensor(src, reverse)
+    if tgt is None:
+        return Batch(s, s_len)
+    return Batch(s, s_len, _pad([[BOS, *t] for t in tgt]), _pad([[*t, EOS] for t in tgt]),
+                 sum(len(t) + 1 for t in tgt))
+
+
+def _cut(order: np.ndarray, size: np.ndarray, batch_tokens: int, batch_sents: int):
+    """Split an ordered index array into consecutive batches."""
+    batches, start, longest = [], 0, 0
+    for i in range(len(order)):
+        longest_i = max(longest, size[order[i]])
+        n = i - start + 1
+        full = (n > batch_sents) if batch_sents else (longest_i * n > batch_tokens)
+        if full and i > start:
+            batches.append(order[start:i])
+            start, longest_i = i, size[order[i]]
+        longest = longest_i
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+def make_batches(
+    src_len: np.ndarray,
+    tgt_len: np.ndarray,
+    batch_tokens: int,
+    batch_sentences: int = 0,
+    seed: int | None = None,
+    epoch: int = 0,
+) -> list[np.ndarray]:
+    """Index arrays, one per batch. `seed=None`: no shuffling, sorted by length."""
+    size = np.maximum(src_len, tgt_len) + 1
+    n = len(size)
+    if seed is None:
+        order = np.lexsort((tgt_len, src_len))
+        return _cut(order, size, batch_tokens, batch_sentences)
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(n)
+    per_batch = batch_sentences or max(1, batch_tokens // max(1, int(size.mean())))
+    pool = per_batch * _POOL
+    batches = []
+    for p in range(0, n, pool):
+        chunk = perm[p : p + pool]
+        chunk = chunk[np.lexsort((tgt_len[chunk], src_len[chunk]))]
+        batches.extend(_cut(chunk, size, batch_tokens, batch_sentences))
+    return [batches[i] for i in rng.permutation(len(batches))]

@@ -1,0 +1,76 @@
+"""Checkpoints: one self-describing dict, written atomically, loaded as data only."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from nmt.errors import NmtError
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+
+    A reader (or a process killed mid-write) sees the old file or the new one,
+    never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise NmtError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise NmtError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+
+
+def save_numbered(model_state: dict, cfg, step: int, directory: Path, keep: int) -> None:
+    """`step-NNNNNNNN.pt` (weights only) and keep the newest `keep` of them."""
+    save_checkpoint({"model": model_state, "step": step, "config": cfg.to_dict()},
+                    directory / f"step-{step:08d}.pt")
+    for old in numbered(directory)[:-keep]:
+        old.unlink()
+
+
+def numbered(directory: Path) -> list[Path]:
+    """Numbered checkpoints, oldest first."""
+    return sorted(Path(directory).glob("step-*.pt"))
+
+
+def average(directory: Path, last: int, out_name: str = "averaged.pt") -> Path:
+    """Average the parameters of the newest `last` numbered checkpoints."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NmtError(f"model directory not found: {directory}")
+    paths = numbered(directory)[-last:]
+    if not paths:
+        raise NmtError(f"{directory}: no step-*.pt checkpoints to average")
+    acc: dict[str, torch.Tensor] = {}
+    ck: dict = {}
+    for p in paths:
+        ck = load_checkpoint(p)
+        for k, v in ck["model"].items():
+            acc[k] = acc[k] + v.double() if k in acc else v.double()
+    state = {k: (v / len(paths)).to(ck["model"][k].dtype) for k, v in acc.items()}
+    out = directory / out_name
+    save_checkpoint({"model": state, "step": ck["step"], "config": ck["config"],
+                     "averaged": [p.name for p in paths]}, out)
+    return out

@@ -1,0 +1,173 @@
+"""The `nmt` command: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from nmt.errors import NmtError
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set model.decoder.type=lstm")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nmt", description="Recurrent neural machine translation.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="prepare + train + translate the test sets + score")
+    _recipe_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from last.pt")
+    p = sub.add_parser("prepare", help="data and tokenizer only (cached)")
+    _recipe_args(p)
+    p = sub.add_parser("train", help="train a model (prepares data if needed)")
+    _recipe_args(p)
+    p.add_argument("--resume", action="store_true", help="continue exactly from last.pt")
+    p = sub.add_parser("translate", help="translate text (stdin/stdout by default)")
+    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p.add_argument("-i", "--input", help="input file (default: stdin)")
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
+    p.add_argument("--nbest", type=int, default=1,
+                   help="hypotheses per input, as 'index ||| text ||| score' lines")
+    p.add_argument("--batch-tokens", type=int, help="source tokens per batch")
+    p.add_argument("--length-penalty", type=float, help="GNMT alpha")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("average", help="average the last K numbered checkpoints")
+    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p.add_argument("--last", type=int, default=5, help="how many checkpoints (K)")
+    p.add_argument("-o", "--output", default="averaged.pt", help="file name in MODEL_DIR")
+    p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF with signatures")
+    p.add_argument("--ref", action="append", required=True, help="reference file(s)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--hyp", help="hypothesis file")
+    g.add_argument("--model", help="model directory: translate --src first")
+    p.add_argument("--src", help="source file (with --model)")
+    p.add_argument("--beam", type=int, help="beam size (with --model)")
+    p.add_argument("--ter", action="store_true", help="also TER")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return ap
+
+
+def read_lines(path: str | None) -> Iterator[str]:
+    """Lines split on '\\n' only (never on other control characters), UTF-8 checked."""
+    if path is None:
+        stream, name = sys.stdin.buffer, "<stdin>"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise NmtError(f"input file not found: {path}")
+        stream, name = open(p, "rb"), path  # noqa: SIM115
+    with stream:
+        for n, raw in enumerate(stream, start=1):
+            try:
+                yield raw.rstrip(b"\n").removesuffix(b"\r").decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise NmtError(f"{name}, line {n}: not valid UTF-8 (byte {e.start + 1})") from None
+
+
+def _check_file(path: str | None) -> int:
+    """Validate a whole input file before any output is written; returns its lines."""
+    return sum(1 for _ in read_lines(path)) if path else 0
+
+
+def cmd_translate(a: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from nmt.translate import Translator
+
+    total = _check_file(a.input)
+    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, beam=a.beam, nbest=a.nbest,
+                         batch_tokens=a.batch_tokens, length_penalty=a.length_penalty,
+                         device=a.device)
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
+    with tqdm(total=total or None, desc="translate", unit="sent", file=sys.stderr,
+              dynamic_ncols=True, mininterval=1.0) as bar:
+        n = tr.translate_stream(read_lines(a.input), out.write, progress=bar.update)
+    out.flush()
+    if a.output:
+        out.close()
+    msg = f"translated {n} lines (beam {tr.beam})"
+    if tr.truncated:
+        msg += f"; {tr.truncated} lines over {tr.config.data.max_len} tokens were truncated"
+    print(msg, file=sys.stderr)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from nmt.metrics import score
+
+    refs = [list(read_lines(r)) for r in a.ref]
+    if a.model:
+        if not a.src:
+            raise NmtError("evaluate --model needs --src SRC")
+        from nmt.translate import Translator
+
+        _check_file(a.src)
+        hyps = Translator.load(a.model, beam=a.beam).translate(list(read_lines(a.src)))
+    else:
+        hyps = list(read_lines(a.hyp))
+    s = score(hyps, refs, ter=a.ter)
+    if a.json:
+        print(json.dumps({**s, "sentences": len(hyps)}))
+        return
+    print(f"BLEU {s['bleu']:.2f}  {s['signature']['bleu']}")
+    print(f"chrF {s['chrf']:.2f}  {s['signature']['chrf']}")
+    if a.ter:
+        print(f"TER  {s['ter']:.2f}  {s['signature']['ter']}")
+
+
+def dispatch(a: argparse.Namespace) -> None:
+    if a.command == "translate":
+        return cmd_translate(a)
+    if a.command == "evaluate":
+        return cmd_evaluate(a)
+    if a.command == "average":
+        from nmt.checkpoint import average
+
+        out = average(Path(a.model_dir), a.last, a.output)
+        print(f"wrote {out}; translate with --checkpoint {out.name}")
+        return None
+    from nmt.config import load_config
+
+    cfg = load_config(a.recipe, a.overrides)
+    if a.command == "run":
+        from nmt.experiment import run
+
+        run(cfg, resume=a.resume)
+    elif a.command == "prepare":
+        from nmt.data import prepare
+
+        prepare(cfg)
+    elif a.command == "train":
+        from nmt.distributed import prepare_once, shutdown
+        from nmt.trainer import Trainer
+
+        try:
+            Trainer(cfg, prepare_once(cfg), resume=a.resume).train()
+        finally:
+            shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except NmtError as e:
+        print(f"nmt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"nmt: interrupted ({e or 'SIGINT'})", file=sys.stderr)
+        return 143 if str(e) == "SIGTERM" else 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Prepare a corpus: load, clean, train the tokenizer, encode, filter, cache.
+
+The result lives in `<workdir>/data/<key>/`, keyed by the data and tokenizer
+settings (and the input files' sizes and times), so a second run reuses the
+encoded Arrow tables and a changed setting re-encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from nmt.config import Config
+from nmt.errors import NmtError
+from nmt.sources import load_raw, source_stamp
+from nmt.tokenizer import Tokenizer, train_tokenizer
+
+_MAP = {"batched": True, "batch_size": 2000, "load_from_cache_file": False}
+
+
+@dataclass
+class Corpus:
+    splits: datasets.DatasetDict  # columns: src, tgt, src_ids, tgt_ids, src_len, tgt_len
+    tokenizer: Tokenizer
+    test_names: dict[str, str]  # split key -> display name
+    stats: dict
+
+    @property
+    def tests(self) -> list[tuple[str, datasets.Dataset]]:
+        return [(name, self.splits[key]) for key, name in self.test_names.items()]
+
+
+def cache_key(cfg: Config) -> str:
+    data = cfg.to_dict()["data"]
+    data.pop("reverse_source")  # applied when batching; the ids do not change
+    blob = json.dumps(
+        {"data": data, "tokenizer": cfg.to_dict()["tokenizer"], "files": source_stamp(cfg),
+         "recipe_dir": cfg.recipe_dir if cfg.data.source != "toy" else ""},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _text_column(ds: datasets.Dataset, col: str) -> Iterator[str]:
+    for batch in ds.iter(batch_size=10000):
+        yield from batch[col]
+
+
+def _clean(ds: datasets.Dataset, dedup: bool) -> datasets.Dataset:
+    def strip(b):
+        return {"src": [s.strip() for s in b["src"]], "tgt": [t.strip() for t in b["tgt"]]}
+
+    ds = ds.map(strip, **_MAP)
+    ds = ds.filter(lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], **_MAP)
+    if dedup:
+        seen: set[bytes] = set()
+
+        def first(b):
+            keep = []
+            for s, t in zip(b["src"], b["tgt"]):
+                h = hashlib.blake2b(f"{s}\t{t}".encode(), digest_size=12).digest()
+                keep.append(h not in seen)
+                seen.add(h)
+            return keep
+
+        ds = ds.filter(first, **_MAP)
+    return ds
+
+
+def _encode(ds: datasets.Dataset, tok: Tokenizer) -> datasets.Dataset:
+    def enc(b):
+        s, t = tok.encode_src(b["src"]), tok.encode_tgt(b["tgt"])
+        return {"src_ids": s, "tgt_ids": t,
+                "src_len": [len(x) for x in s], "tgt_len": [len(x) for x in t]}
+
+    return ds.map(enc, **_MAP)
+
+
+def _length_filter(ds: datasets.Dataset, max_len: int, max_ratio: float):
+    def keep(b):
+        out = []
+        for s, t in zip(b["src_len"], b["tgt_len"]):
+            ok = 0 < s <= max_len and 0 < t <= max_len
+            out.append(ok and max(s, t) <= max_ratio * min(s, t))
+        return out
+
+    return ds.filter(keep, **_MAP)
+
+
+def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
+    """Build (or reuse) the encoded corpus for this recipe."""
+    root = Path(cfg.workdir) / "data" / cache_key(cfg)
+    done = root / "stats.json"
+    if done.exists():
+        stats = json.loads(done.read_text())
+        log(f"data: reusing cached corpus {root}")
+        splits = datasets.load_from_disk(str(root / "arrow"))
+        return Corpus(splits, Tokenizer.load(root), stats["test_names"], stats)
+
+    if root.exists():
+        shutil.rmtree(root)  # a half-written cache from an interrupted run
+    root.mkdir(parents=True)
+    raw, test_names = load_raw(cfg, Path(cfg.workdir) / "data" / "hf")
+    counts: dict[str, dict[str, int]] = {}
+
+    train = raw["train"]
+    n_raw = len(train)
+    train = _clean(train, cfg.data.dedup)
+    n_clean = len(train)
+    if n_clean == 0:
+        raise NmtError(f"the training set is empty after removing empty pairs ({n_raw} read)")
+    log(f"data: training tokenizer ({cfg.tokenizer.model_type}, "
+        f"vocab {cfg.tokenizer.vocab_size}, {'joint' if cfg.tokenizer.joint else 'separate'})")
+    tok = train_tokenizer(
+        _text_column(train, "src"), _text_column(train, "tgt"), root, cfg.tokenizer
+    )
+
+    out = {}
+    for key, ds in raw.items():
+        if key == "train":
+            enc = _length_filter(_encode(train, tok), cfg.data.max_len, cfg.data.max_ratio)
+            counts[key] = {"read": n_raw, "empty_or_duplicate": n_raw - n_clean,
+                           "too_long_or_ratio": n_clean - len(enc), "kept": len(enc)}
+        elif key == "valid":
+            enc = _encode(_clean(ds, dedup=False), tok)
+            counts[key] = {"read": len(ds), "kept": len(enc)}
+        else:  # test sets are translated whole, never filtered
+            enc = _encode(ds, tok)
+            counts[key] = {"read": len(ds), "kept": len(enc)}
+        out[key] = enc
+    if counts["train"]["kept"] == 0:
+        raise NmtError(
+            f"the training set is empty after filtering (data.max_len={cfg.data.max_len}, "
+            f"data.max_ratio={cfg.data.max_ratio}): {counts['train']}"
+        )
+    if counts["valid"]["kept"] == 0:
+        raise NmtError("the validation set is empty after removing empty pairs")
+    splits = datasets.DatasetDict(out)
+    splits.save_to_disk(str(root / "arrow"))
+    c = counts["train"]
+    log(f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
+        f"{' or duplicate' if cfg.data.dedup else ''}, {c['too_long_or_ratio']} over "
+        f"max_len/max_ratio, {c['kept']} kept; valid {counts['valid']['kept']}; "
+        + ", ".join(f"{test_names[k]} {counts[k]['kept']}" for k in test_names))
+    stats = {"counts": counts, "test_names": test_names,
+             "src_vocab": tok.src_vocab_size, "tgt_vocab": tok.tgt_vocab_size}
+    done.write_text(json.dumps(stats, indent=1))
+    splits = datasets.load_from_disk(str(root / "arrow"))  # memory-mapped from now on
+    return Corpus(splits, Tokenizer.load(root), test_names, stats)

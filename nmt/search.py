@@ -1,0 +1,139 @@
+"""Greedy and beam search over `Decoder.step`, batched, dropping finished sentences.
+
+Both take the encoded batch and a per-sentence maximum output length, and return
+for each sentence a list of (token ids without EOS, score) best first. Scores are
+summed log-probabilities; beam search divides by the GNMT length penalty
+lp(n) = ((5 + n) / 6) ** alpha, n counting the EOS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nmt.model import Seq2Seq
+from nmt.tokenizer import BOS, EOS
+
+Hyps = list[list[tuple[list[int], float]]]
+
+
+def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """Output limit per sentence (in tokens, EOS included) from source lengths."""
+    return (a * (src_len - 1).float() + b).floor().long().clamp(min=1)
+
+
+def _penalty(length: int | torch.Tensor, alpha: float):
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def greedy(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
+           max_len: torch.Tensor) -> Hyps:
+    state = model.encode(src, src_len)
+    n = src.size(0)
+    dev = src.device
+    alive = torch.arange(n, device=dev)  # original row of each active sentence
+    limit = max_len.to(dev)
+    prev = torch.full((n,), BOS, dtype=torch.long, device=dev)
+    score = torch.zeros(n, device=dev)
+    tokens = torch.zeros(n, int(max_len.max()), dtype=torch.long, device=dev)
+    length = torch.zeros(n, dtype=torch.long, device=dev)
+    for t in range(int(max_len.max())):
+        logp, state = model.decoder.step(prev, state)
+        tok = logp.argmax(dim=-1)
+        tok = torch.where(limit[alive] <= t + 1, torch.full_like(tok, EOS), tok)
+        best = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
+        score[alive] += best
+        tokens[alive, t] = tok
+        done = tok == EOS
+        length[alive[done]] = t
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero(as_tuple=True)[0]
+            state, alive, tok = state.reorder(keep), alive[keep], tok[keep]
+        prev = tok
+    tok_cpu, len_cpu, sc = tokens.tolist(), length.tolist(), score.tolist()
+    return [[(tok_cpu[i][: len_cpu[i]], sc[i])] for i in range(n)]
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
+                max_len: torch.Tensor, beam: int, alpha: float = 1.0,
+                nbest: int = 1) -> Hyps:
+    """All sentences x beams advance together in one [n * K] batch.
+
+    A sentence stops when its nbest-th finished hypothesis cannot be beaten by
+    any live one (scores only fall as a hypothesis grows), or at its length limit.
+    """
+    k, n, dev = beam, src.size(0), src.device
+    nbest = min(nbest, k)
+    state = model.encode(src, src_len).reorder(
+        torch.arange(n, device=dev).repeat_interleave(k))
+    scores = torch.full((n, k), -math.inf, device=dev)
+    scores[:, 0] = 0.0
+    hist = torch.zeros(n * k, 0, dtype=torch.long, device=dev)
+    prev = torch.full((n * k,), BOS, dtype=torch.long, device=dev)
+    sent = list(range(n))  # original index of each active sentence
+    limits = max_len.tolist()
+    finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
+    for t in range(int(max_len.max())):
+        logp, state = model.decoder.step(prev, state)  # [m * K, V]
+        m, v = len(sent), logp.size(-1)
+        at_limit = torch.tensor([limits[s] <= t + 1 for s in sent], device=dev)
+        if bool(at_limit.any()):  # only EOS may follow at the limit
+            rows = at_limit.repeat_interleave(k)
+            eos_col = logp[:, EOS].clone()
+            logp[rows] = -math.inf
+            logp[rows, EOS] = eos_col[rows]
+        cand = (scores.view(-1, 1) + logp).view(m, k * v)
+        top_s, top_i = cand.topk(2 * k, dim=1)  # [m, 2K]
+        origin, tok = top_i // v, top_i % v
+        is_eos = tok == EOS
+        # finish EOS candidates ranked in the top K
+        fin = is_eos.clone()
+        fin[:, k:] = False
+        fin &= torch.isfinite(top_s)
+        if bool(fin.any()):
+            lp = _penalty(t + 1, alpha)
+            for r, c in fin.nonzero().tolist():
+                toks = hist[r * k + origin[r, c]].tolist()
+                finished[sent[r]].append((toks, float(top_s[r, c]) / lp))
+        # the K best non-EOS candidates stay alive
+        live_s = top_s.masked_fill(is_eos, -math.inf)
+        live_s, pick = live_s.topk(k, dim=1)
+        origin, tok = origin.gather(1, pick), tok.gather(1, pick)
+        # stopping test, per sentence
+        best_live = live_s[:, 0]
+        bound = best_live / _penalty(torch.tensor(limits)[sent].to(dev).float(), alpha) \
+            if alpha > 0 else best_live
+        done = []
+        for r, s in enumerate(sent):
+            f = finished[s]
+            if at_limit[r] or not math.isfinite(float(best_live[r])):
+                done.append(True)
+                continue
+            if len(f) >= nbest:
+                f.sort(key=lambda h: -h[1])
+                done.append(f[nbest - 1][1] >= float(bound[r]))
+            else:
+                done.append(False)
+        index = (torch.arange(m, device=dev).unsqueeze(1) * k + origin).view(-1)
+        hist = torch.cat([hist.index_select(0, index), tok.view(-1, 1)], dim=1)
+        scores, prev = live_s, tok.view(-1)
+        if all(done):
+            break
+        if any(done):
+            keep = [r for r, d in enumerate(done) if not d]
+            rows = torch.tensor([r * k + j for r in keep for j in range(k)], device=dev)
+            index = index.index_select(0, rows)
+            hist, prev = hist.index_select(0, rows), prev.index_select(0, rows)
+            scores = scores[torch.tensor(keep, device=dev)]
+            sent = [sent[r] for r in keep]
+        state = state.reorder(index)
+    out = []
+    for f in finished:
+        f.sort(key=lambda h: -h[1])
+        out.append(f[:nbest])
+    return out

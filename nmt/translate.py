@@ -1,0 +1,155 @@
+"""Translate text with a trained model: length-sorted batches, original order kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from nmt.batching import make_batches, source_tensor
+from nmt.checkpoint import load_checkpoint
+from nmt.config import Config, DecodeConfig, config_from_dict
+from nmt.errors import NmtError
+from nmt.model import Seq2Seq, build_model
+from nmt.search import Hyps, beam_search, greedy, max_lengths
+from nmt.tokenizer import Tokenizer
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NmtError("device 'cuda' was asked for but no CUDA GPU is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def translate_ids(
+    model: Seq2Seq, src: list[list[int]], decode: DecodeConfig, reverse: bool,
+    device: torch.device, beam: int, nbest: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Hyps:
+    """Token ids in, n-best (ids, score) per sentence out, in input order.
+
+    Empty sources get an empty hypothesis without running the model. Sentences
+    are sorted by length and cut into batches of `decode.batch_tokens` source tokens.
+    """
+    out: Hyps = [[([], 0.0)] for _ in src]
+    real = [i for i, s in enumerate(src) if s]
+    if not real:
+        return out
+    lens = np.array([len(src[i]) for i in real])
+    was_training = model.training
+    model.eval()
+    for idx in make_batches(lens, lens, decode.batch_tokens):
+        rows = [real[i] for i in idx]
+        s, s_len = source_tensor([src[r] for r in rows], reverse)
+        limit = max_lengths(s_len, decode.max_len_a, decode.max_len_b)
+        s = s.to(device)
+        if beam == 1 and nbest == 1:
+            hyps = greedy(model, s, s_len, limit)
+        else:
+            hyps = beam_search(model, s, s_len, limit, beam, decode.length_penalty, nbest)
+        for r, h in zip(rows, hyps):
+            out[r] = h
+        if progress:
+            progress(len(rows))
+    model.train(was_training)
+    return out
+
+
+@dataclass
+class Translator:
+    """`Translator.load(model_dir).translate(["ein Satz ."])` -> ["a sentence ."]."""
+
+    model: Seq2Seq
+    tokenizer: Tokenizer
+    config: Config
+    device: torch.device
+    beam: int
+    nbest: int = 1
+    truncated: int = 0  # input lines cut to the model's length limit so far
+
+    @classmethod
+    def load(cls, model_dir: str | Path, checkpoint: str = "best.pt", beam: int | None = None,
+             nbest: int = 1, batch_tokens: int | None = None,
+             length_penalty: float | None = None, device: str = "auto") -> Translator:
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise NmtError(f"model directory not found: {model_dir}")
+        cfg_path = model_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise NmtError(f"{model_dir} is not a model directory (no config.yaml)")
+        cfg = config_from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+        ckpt_path = model_dir / checkpoint
+        if not ckpt_path.is_file() and checkpoint == "best.pt":
+            ckpt_path = model_dir / "last.pt"  # training stopped before validating
+        dev = pick_device(device)
+        ckpt = load_checkpoint(ckpt_path, dev)
+        tok = Tokenizer.load(model_dir)
+        model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+        model.load_state_dict(ckpt["model"])
+        model.to(dev).eval()
+        if batch_tokens:
+            cfg.decode.batch_tokens = batch_tokens
+        if length_penalty is not None:
+            cfg.decode.length_penalty = length_penalty
+        beam = beam or cfg.decode.beam
+        return cls(model, tok, cfg, dev, beam, max(1, nbest))
+
+    def _encode(self, lines: list[str]) -> list[list[int]]:
+        ids = self.tokenizer.encode_src(list(lines))
+        limit = self.config.data.max_len
+        for i, s in enumerate(ids):
+            if len(s) > limit:
+                ids[i] = s[:limit]
+                self.truncated += 1
+        return ids
+
+    def translate_nbest(self, lines: list[str], progress=None) -> list[list[tuple[str, float]]]:
+        hyps = translate_ids(self.model, self._encode(lines), self.config.decode,
+                             self.config.data.reverse_source, self.device,
+                             self.beam, self.nbest, progress)
+        out = []
+        for h in hyps:
+            texts = self.tokenizer.decode_tgt([ids for ids, _ in h])
+            out.append([(_one_line(t), sc) for t, (_, sc) in zip(texts, h)])
+        return out
+
+    def translate(self, lines: list[str], progress=None) -> list[str]:
+        return [h[0][0] for h in self.translate_nbest(lines, progress)]
+
+    def translate_stream(
+        self, lines: Iterable[str], write: Callable[[str], None], chunk: int = 10000,
+        progress=None,
+    ) -> int:
+        """Translate line by line in chunks (memory stays flat); returns the count."""
+        n = 0
+        for block in _chunks(lines, chunk):
+            for i, hyps in enumerate(self.translate_nbest(block, progress)):
+                if self.nbest == 1:
+                    write(hyps[0][0] + "\n")
+                else:  # documented n-best format: index ||| text ||| score
+                    for text, sc in hyps:
+                        write(f"{n + i} ||| {text} ||| {sc:.4f}\n")
+            n += len(block)
+        return n
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029") \
+        else text
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block

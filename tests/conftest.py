@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny recipes that train in seconds."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nmt.config import Config, config_from_dict
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TINY = {
+    "name": "tiny",
+    "data": {"source": "toy", "toy": {"seed": 7, "train_size": 400, "valid_size": 20,
+                                      "test_size": 20}},
+    "tokenizer": {"vocab_size": 300},
+    "model": {"embed_dim": 16, "encoder": {"layers": 2, "hidden": 16, "dropout": 0.0},
+              "decoder": {"hidden": 32, "readout": 32, "dropout": 0.0}},
+    "train": {"threads": 1, "lr": 0.005, "batch_tokens": 400, "max_steps": 10,
+              "log_every": 5, "valid_every": 5, "patience": 0},
+    "decode": {"beam": 3, "batch_tokens": 500},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def tiny_raw(tmp_path) -> dict:
+    return _merge(TINY, {"workdir": str(tmp_path / "work")})
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    def make(**sections) -> Config:
+        raw = _merge(TINY, {"workdir": str(tmp_path / "work")})
+        return config_from_dict(_merge(raw, sections), recipe_dir=str(tmp_path))
+
+    return make
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def write(raw: dict, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return path
+
+    return write
+
+
+needs_shared_data = pytest.mark.skipif(
+    not (SHARED_DATA / "multi30k").is_dir(),
+    reason=f"real corpora not found at {SHARED_DATA} (../shared/data beside the checkout)",
+)

@@ -1,0 +1,152 @@
+"""The three data sources, cleaning counts, cache and the errors users meet."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import datasets
+import pytest
+
+from nmt import toy
+from nmt.data import prepare
+from nmt.errors import NmtError
+from tests.conftest import SHARED_DATA, needs_shared_data
+
+
+def quiet(*_):
+    pass
+
+
+def write_pair(directory, prefix, pairs, gz=False):
+    directory.mkdir(parents=True, exist_ok=True)
+    for lang, col in (("de", 0), ("en", 1)):
+        text = "".join(p[col] + "\n" for p in pairs).encode()
+        name = directory / f"{prefix}.{lang}{'.gz' if gz else ''}"
+        name.write_bytes(gzip.compress(text) if gz else text)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    splits = toy.generate(5, 300, 20, 15)
+    d = tmp_path / "corpus"
+    train = splits["train"] + [("", "leer"), ("   ", "  "), ("kurz", " ".join(["x"] * 40))]
+    write_pair(d, "train", train, gz=True)
+    write_pair(d, "valid", splits["valid"])
+    write_pair(d, "test_a", splits["test"])
+    write_pair(d, "test_b", splits["test"][:5], gz=True)
+    return d
+
+
+def files_config(make_config, directory, **data):
+    return make_config(data={"source": "files", "src_lang": "de", "tgt_lang": "en",
+                             "files": {"dir": str(directory), "test": ["test_a", "test_b"]},
+                             "max_ratio": 4.0, **data})
+
+
+def test_files_source_counts_and_tests(make_config, corpus_dir):
+    logs = []
+    c = prepare(files_config(make_config, corpus_dir), logs.append)
+    counts = c.stats["counts"]["train"]
+    assert counts == {"read": 303, "empty_or_duplicate": 2, "too_long_or_ratio": 1,
+                      "kept": 300}
+    assert [name for name, _ in c.tests] == ["test_a", "test_b"]
+    assert [len(t) for _, t in c.tests] == [15, 5]
+    assert any("2 empty" in m and "1 over max_len/max_ratio" in m for m in logs)
+
+
+def test_dedup_is_counted(make_config, tmp_path):
+    pairs = toy.generate(5, 100, 5, 5)
+    write_pair(tmp_path / "d", "train", pairs["train"] * 2)
+    write_pair(tmp_path / "d", "valid", pairs["valid"])
+    write_pair(tmp_path / "d", "test", pairs["test"])
+    cfg = make_config(data={"source": "files", "src_lang": "de", "tgt_lang": "en",
+                            "dedup": True, "files": {"dir": str(tmp_path / "d")}})
+    counts = prepare(cfg, quiet).stats["counts"]["train"]
+    assert counts["kept"] == len(set(pairs["train"]))
+
+
+def test_tsv_source(make_config, tmp_path):
+    pairs = toy.generate(5, 200, 10, 10)
+    for name, rows in pairs.items():
+        (tmp_path / f"{name}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    cfg = make_config(data={"source": "files", "files": {
+        "dir": str(tmp_path), "format": "tsv", "train": "train.tsv", "valid": "valid.tsv",
+        "test": ["test.tsv"]}})
+    c = prepare(cfg, quiet)
+    assert len(c.splits["train"]) == 200 and c.tests[0][0] == "test.tsv"
+
+
+def test_misaligned_files_name_both(make_config, corpus_dir):
+    (corpus_dir / "valid.en").write_text("only one line\n")
+    with pytest.raises(NmtError, match=r"valid.de has 20 lines, .*valid.en has 1"):
+        prepare(files_config(make_config, corpus_dir), quiet)
+
+
+def test_undecodable_line_named(make_config, corpus_dir):
+    lines = (corpus_dir / "valid.de").read_bytes().split(b"\n")
+    lines[6] = b"kaputt \xff\xfe"
+    (corpus_dir / "valid.de").write_bytes(b"\n".join(lines))
+    with pytest.raises(NmtError, match=r"valid.de, line 7: not valid UTF-8"):
+        prepare(files_config(make_config, corpus_dir), quiet)
+
+
+def test_empty_after_filtering(make_config, corpus_dir):
+    with pytest.raises(NmtError, match="empty after filtering.*max_len=1"):
+        prepare(files_config(make_config, corpus_dir, max_len=1), quiet)
+
+
+def test_missing_file(make_config, tmp_path):
+    with pytest.raises(NmtError, match="data file not found"):
+        prepare(files_config(make_config, tmp_path / "nothing"), quiet)
+
+
+def _save_hub(tmp_path, layout):
+    splits = toy.generate(5, 200, 10, 10)
+    out = {}
+    for name, rows in (("train", splits["train"]), ("validation", splits["valid"]),
+                       ("test", splits["test"])):
+        if layout == "translation":
+            out[name] = datasets.Dataset.from_dict(
+                {"translation": [{"de": s, "en": t} for s, t in rows]})
+        else:
+            out[name] = datasets.Dataset.from_dict(
+                {"de": [s for s, _ in rows], "en": [t for _, t in rows],
+                 "id": list(range(len(rows)))})
+    path = tmp_path / f"hub_{layout}"
+    datasets.DatasetDict(out).save_to_disk(str(path))
+    return path, splits
+
+
+@pytest.mark.parametrize("layout", ["translation", "columns"])
+def test_hub_source_through_saved_dataset(make_config, tmp_path, layout):
+    path, splits = _save_hub(tmp_path, layout)
+    cfg = make_config(data={"source": "hub", "src_lang": "de", "tgt_lang": "en",
+                            "hub": {"path": str(path)}})
+    c = prepare(cfg, quiet)
+    assert len(c.splits["train"]) == 200
+    assert list(c.splits["valid"]["src"]) == [s for s, _ in splits["valid"]]
+    assert list(c.tests[0][1]["tgt"]) == [t for _, t in splits["test"]]
+
+
+def test_unreachable_hub_says_how_to_use_files(make_config, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = make_config(data={"source": "hub", "hub": {"path": "no-such-user/no-such-set"}})
+    with pytest.raises(NmtError, match=r"cannot load hub dataset 'no-such-user/no-such-set'"
+                                       r".*data.source=files"):
+        prepare(cfg, quiet)
+
+
+@needs_shared_data
+def test_multi30k_from_shared_data(make_config):
+    cfg = make_config(
+        data={"source": "files", "src_lang": "de", "tgt_lang": "en",
+              "files": {"dir": str(SHARED_DATA / "multi30k"),
+                        "test": ["test2016", "test2017", "test2017mscoco"]}},
+        tokenizer={"vocab_size": 4000, "input_sentence_size": 20000})
+    c = prepare(cfg, quiet)
+    n = c.stats["counts"]
+    assert n["train"]["read"] == 29000 and n["train"]["kept"] > 28500
+    assert [len(t) for _, t in c.tests] == [1000, 1000, 461]
+    assert os.path.exists(cfg.model_dir.parent / "data")

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from nmt.batching import source_tensor
+from nmt.search import beam_search, greedy, max_lengths
+from tests.test_model import small_model
+
+SRC = [[4, 5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15], [16, 17]]
+
+
+def sharpen(model):
+    """Random weights give flat distributions; scale the output so that
+    searches make confident, non-trivial choices and stop at EOS."""
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(8.0)
+        model.decoder.out.bias[3] += 2.0
+    return model
+
+
+def run(fn, model, srcs, **kw):
+    s, s_len = source_tensor(srcs, reverse=False)
+    return fn(model, s, s_len, max_lengths(s_len, 1.5, 5), **kw)
+
+
+@pytest.mark.parametrize("dec", ["gru", "lstm"])
+def test_beam_one_equals_greedy(dec):
+    for seed in range(3):
+        model = sharpen(small_model(dec, seed=seed))
+        g = run(greedy, model, SRC)
+        b = run(beam_search, model, SRC, beam=1, alpha=0.0)
+        assert [h[0][0] for h in g] == [h[0][0] for h in b]
+        for x, y in zip(g, b):
+            assert x[0][1] == pytest.approx(y[0][1], abs=1e-4)
+
+
+@pytest.mark.parametrize("fn,kw", [(greedy, {}), (beam_search, {"beam": 4, "alpha": 1.0})])
+def test_batch_equals_one_by_one(fn, kw):
+    model = sharpen(small_model("gru", seed=1))
+    together = run(fn, model, SRC, **kw)
+    alone = [run(fn, model, [s], **kw)[0] for s in SRC]
+    assert [h[0][0] for h in together] == [h[0][0] for h in alone]
+
+
+def test_nbest_sorted_and_first_is_one_best():
+    model = sharpen(small_model("lstm", seed=2))
+    one = run(beam_search, model, SRC, beam=5, alpha=1.0)
+    many = run(beam_search, model, SRC, beam=5, alpha=1.0, nbest=5)
+    for o, m in zip(one, many):
+        scores = [s for _, s in m]
+        assert scores == sorted(scores, reverse=True)
+        assert len(m) == 5
+        assert m[0][0] == o[0][0]
+        assert len({tuple(t) for t, _ in m}) == len(m)  # distinct hypotheses
+
+
+def test_beam_finds_at_least_greedy_score():
+    model = sharpen(small_model("gru", seed=3))
+    g = run(greedy, model, SRC)
+    b = run(beam_search, model, SRC, beam=8, alpha=0.0)
+    for x, y in zip(g, b):
+        assert y[0][1] >= x[0][1] - 1e-5
+
+
+def test_output_respects_length_limit():
+    model = small_model("gru", seed=4)  # flat distributions: rarely picks EOS
+    s, s_len = source_tensor(SRC, reverse=False)
+    limit = max_lengths(s_len, 1.0, 2)
+    for fn, kw in ((greedy, {}), (beam_search, {"beam": 3})):
+        for h, lim in zip(fn(model, s, s_len, limit, **kw), limit.tolist()):
+            assert len(h[0][0]) <= lim - 1
