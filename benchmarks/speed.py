@@ -33,7 +33,9 @@ def train_speed(cfg, corpus, steps: int) -> float:
     cfg.workdir = tempfile.mkdtemp()  # never touch a trained model directory
     tr = Trainer(cfg, corpus, log=lambda *_: None)
     t = cfg.train
-    order = make_batches(tr.src_len, tr.tgt_len, t.batch_tokens, t.batch_sentences, t.seed, 0)
+    order = make_batches(
+        tr.src_len, tr.tgt_len, t.batch_tokens, t.batch_sentences, t.seed, 0
+    )
     batches = [tr._batch(order[i % len(order)]) for i in range(steps + 10)]
     for b in batches[:10]:
         tr._update(b, t.lr)
@@ -67,12 +69,16 @@ def main() -> None:
         torch.set_num_threads(cfg.train.threads)
     corpus = prepare(cfg, log=lambda *_: None)
     model_dir = a.model or str(cfg.model_dir)
-    print(f"# {cfg.name}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"# {cfg.name}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}"
+    )
     if a.steps:
         tps = train_speed(cfg, corpus, a.steps)
-        print(f"| {cfg.name} | train | {cfg.model.decoder.type} | "
-              f"{cfg.train.batch_tokens} tok/batch | {tps:,.0f} tgt tok/s |")
+        print(
+            f"| {cfg.name} | train | {cfg.model.decoder.type} | "
+            f"{cfg.train.batch_tokens} tok/batch | {tps:,.0f} tgt tok/s |"
+        )
     try:
         Translator.load(model_dir, device="cpu")
     except Exception as e:  # no trained model: training speed only
@@ -81,8 +87,10 @@ def main() -> None:
     for beam in (1, 5):
         sps, tps, b = translate_speed(model_dir, corpus, beam)
         kind = "greedy" if beam == 1 else f"beam {beam}"
-        print(f"| {cfg.name} | translate | {kind} | {sps:,.1f} sent/s | {tps:,.0f} tok/s "
-              f"| BLEU {b:.2f} |")
+        print(
+            f"| {cfg.name} | translate | {kind} | {sps:,.1f} sent/s | {tps:,.0f} tok/s "
+            f"| BLEU {b:.2f} |"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:,.0f} MiB")
 

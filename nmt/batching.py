@@ -33,8 +33,13 @@ class Batch:
             return None if t is None else t.to(device, non_blocking=nb)
 
         # src_len stays on the CPU: pack_padded_sequence wants it there
-        return Batch(mv(self.src), self.src_len, mv(self.tgt_in), mv(self.tgt_out),
-                     self.n_tgt_tokens)
+        return Batch(
+            mv(self.src),
+            self.src_len,
+            mv(self.tgt_in),
+            mv(self.tgt_out),
+            self.n_tgt_tokens,
+        )
 
 
 def _pad(seqs: list[list[int]]) -> torch.Tensor:
@@ -44,7 +49,9 @@ def _pad(seqs: list[list[int]]) -> torch.Tensor:
     return out
 
 
-def source_tensor(src: list[list[int]], reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def source_tensor(
+    src: list[list[int]], reverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Source ids with EOS appended; `reverse` flips the real tokens only."""
     seqs = [(s[::-1] if reverse else list(s)) + [EOS] for s in src]
     return _pad(seqs), torch.tensor([len(s) for s in seqs], dtype=torch.long)
@@ -54,8 +61,13 @@ def collate(src: list[list[int]], tgt: list[list[int]] | None, reverse: bool) ->
     s, s_len = source_tensor(src, reverse)
     if tgt is None:
         return Batch(s, s_len)
-    return Batch(s, s_len, _pad([[BOS, *t] for t in tgt]), _pad([[*t, EOS] for t in tgt]),
-                 sum(len(t) + 1 for t in tgt))
+    return Batch(
+        s,
+        s_len,
+        _pad([[BOS, *t] for t in tgt]),
+        _pad([[*t, EOS] for t in tgt]),
+        sum(len(t) + 1 for t in tgt),
+    )
 
 
 def _cut(order: np.ndarray, size: np.ndarray, batch_tokens: int, batch_sents: int):

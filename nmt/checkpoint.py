@@ -39,13 +39,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise NmtError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+        raise NmtError(
+            f"{path}: not a readable checkpoint ({type(e).__name__})"
+        ) from None
 
 
-def save_numbered(model_state: dict, cfg, step: int, directory: Path, keep: int) -> None:
+def save_numbered(
+    model_state: dict, cfg, step: int, directory: Path, keep: int
+) -> None:
     """`step-NNNNNNNN.pt` (weights only) and keep the newest `keep` of them."""
-    save_checkpoint({"model": model_state, "step": step, "config": cfg.to_dict()},
-                    directory / f"step-{step:08d}.pt")
+    save_checkpoint(
+        {"model": model_state, "step": step, "config": cfg.to_dict()},
+        directory / f"step-{step:08d}.pt",
+    )
     for old in numbered(directory)[:-keep]:
         old.unlink()
 
@@ -71,6 +77,13 @@ def average(directory: Path, last: int, out_name: str = "averaged.pt") -> Path:
             acc[k] = acc[k] + v.double() if k in acc else v.double()
     state = {k: (v / len(paths)).to(ck["model"][k].dtype) for k, v in acc.items()}
     out = directory / out_name
-    save_checkpoint({"model": state, "step": ck["step"], "config": ck["config"],
-                     "averaged": [p.name for p in paths]}, out)
+    save_checkpoint(
+        {
+            "model": state,
+            "step": ck["step"],
+            "config": ck["config"],
+            "averaged": [p.name for p in paths],
+        },
+        out,
+    )
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,19 @@ from nmt.errors import NmtError
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set model.decoder.type=lstm")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set model.decoder.type=lstm",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="nmt", description="Recurrent neural machine translation.")
+    ap = argparse.ArgumentParser(
+        prog="nmt", description="Recurrent neural machine translation."
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="prepare + train + translate the test sets + score")
     _recipe_args(p)
@@ -27,22 +35,36 @@ def parser() -> argparse.ArgumentParser:
     _recipe_args(p)
     p = sub.add_parser("train", help="train a model (prepares data if needed)")
     _recipe_args(p)
-    p.add_argument("--resume", action="store_true", help="continue exactly from last.pt")
+    p.add_argument(
+        "--resume", action="store_true", help="continue exactly from last.pt"
+    )
     p = sub.add_parser("translate", help="translate text (stdin/stdout by default)")
-    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p.add_argument(
+        "model_dir",
+        nargs="+",
+        help="model directory (<workdir>/model); several: an ensemble",
+    )
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
-    p.add_argument("--nbest", type=int, default=1,
-                   help="hypotheses per input, as 'index ||| text ||| score' lines")
+    p.add_argument(
+        "--nbest",
+        type=int,
+        default=1,
+        help="hypotheses per input, as 'index ||| text ||| score' lines",
+    )
     p.add_argument("--batch-tokens", type=int, help="source tokens per batch")
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
-    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR")
+    p.add_argument(
+        "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("average", help="average the last K numbered checkpoints")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
     p.add_argument("--last", type=int, default=5, help="how many checkpoints (K)")
-    p.add_argument("-o", "--output", default="averaged.pt", help="file name in MODEL_DIR")
+    p.add_argument(
+        "-o", "--output", default="averaged.pt", help="file name in MODEL_DIR"
+    )
     p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF with signatures")
     p.add_argument("--ref", action="append", required=True, help="reference file(s)")
     g = p.add_mutually_exclusive_group(required=True)
@@ -51,7 +73,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--src", help="source file (with --model)")
     p.add_argument("--beam", type=int, help="beam size (with --model)")
     p.add_argument("--ter", action="store_true", help="also TER")
+    p.add_argument("--sentence", action="store_true", help="per-sentence BLEU and chrF")
+    p.add_argument(
+        "--compare",
+        metavar="HYP_B",
+        help="paired bootstrap resampling (sacreBLEU): is HYP_B different?",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser(
+        "score", help="log P(target | source) per pair (forced decoding)"
+    )
+    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p.add_argument("--src", required=True, help="source file")
+    p.add_argument("--tgt", required=True, help="target file")
+    p.add_argument(
+        "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     return ap
 
 
@@ -69,7 +107,9 @@ def read_lines(path: str | None) -> Iterator[str]:
             try:
                 yield raw.rstrip(b"\n").removesuffix(b"\r").decode("utf-8")
             except UnicodeDecodeError as e:
-                raise NmtError(f"{name}, line {n}: not valid UTF-8 (byte {e.start + 1})") from None
+                raise NmtError(
+                    f"{name}, line {n}: not valid UTF-8 (byte {e.start + 1})"
+                ) from None
 
 
 def _check_file(path: str | None) -> int:
@@ -83,24 +123,38 @@ def cmd_translate(a: argparse.Namespace) -> None:
     from nmt.translate import Translator
 
     total = _check_file(a.input)
-    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, beam=a.beam, nbest=a.nbest,
-                         batch_tokens=a.batch_tokens, length_penalty=a.length_penalty,
-                         device=a.device)
+    dirs = a.model_dir if len(a.model_dir) > 1 else a.model_dir[0]
+    tr = Translator.load(
+        dirs,
+        checkpoint=a.checkpoint,
+        beam=a.beam,
+        nbest=a.nbest,
+        batch_tokens=a.batch_tokens,
+        length_penalty=a.length_penalty,
+        device=a.device,
+    )
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
-    with tqdm(total=total or None, desc="translate", unit="sent", file=sys.stderr,
-              dynamic_ncols=True, mininterval=1.0) as bar:
+    with tqdm(
+        total=total or None,
+        desc="translate",
+        unit="sent",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    ) as bar:
         n = tr.translate_stream(read_lines(a.input), out.write, progress=bar.update)
     out.flush()
     if a.output:
         out.close()
     msg = f"translated {n} lines (beam {tr.beam})"
     if tr.truncated:
-        msg += f"; {tr.truncated} lines over {tr.config.data.max_len} tokens were truncated"
+        limit = tr.config.data.max_len
+        msg += f"; {tr.truncated} lines over {limit} tokens were truncated"
     print(msg, file=sys.stderr)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from nmt.metrics import score
+    from nmt.metrics import compare, score, sentence_scores
 
     refs = [list(read_lines(r)) for r in a.ref]
     if a.model:
@@ -113,13 +167,53 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     else:
         hyps = list(read_lines(a.hyp))
     s = score(hyps, refs, ter=a.ter)
+    out: dict = {**s, "sentences": len(hyps)}
+    if a.sentence:
+        out["per_sentence"] = sentence_scores(hyps, refs)
+    if a.compare:
+        out["compare"] = compare(hyps, list(read_lines(a.compare)), refs)
     if a.json:
-        print(json.dumps({**s, "sentences": len(hyps)}))
+        print(json.dumps(out))
         return
-    print(f"BLEU {s['bleu']:.2f}  {s['signature']['bleu']}")
-    print(f"chrF {s['chrf']:.2f}  {s['signature']['chrf']}")
-    if a.ter:
-        print(f"TER  {s['ter']:.2f}  {s['signature']['ter']}")
+    if a.sentence:
+        for i, r in enumerate(out["per_sentence"], start=1):
+            print(f"{i}\tBLEU {r['bleu']:.2f}\tchrF {r['chrf']:.2f}")
+    for m in ("bleu", "chrf", "ter"):
+        if m in s:
+            print(
+                f"{ {'chrf': 'chrF'}.get(m, m.upper()):<4} {s[m]:.2f}  "
+                f"{s['signature'][m]}"
+            )
+    if a.compare:
+        for m, r in out["compare"].items():
+            print(
+                f"{m}: A {r['a']['mean']:.2f} ± {r['a']['ci']:.2f}, "
+                f"B {r['b']['score']:.2f} "
+                f"({r['b']['mean']:.2f} ± {r['b']['ci']:.2f}), p = {r['p_value']:.4f}: "
+                f"{'significant' if r['significant'] else 'not significant'} at 0.05"
+            )
+        print(next(iter(out["compare"].values()))["signature"])
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from nmt.scoring import corpus_perplexity, score_pairs
+    from nmt.translate import Translator
+
+    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device=a.device)
+    src, tgt = list(read_lines(a.src)), list(read_lines(a.tgt))
+    with tqdm(
+        total=len(src), desc="score", unit="pair", file=sys.stderr, mininterval=1.0
+    ) as bar:
+        scores = score_pairs(tr, src, tgt, progress=bar.update)
+    for lp, n in scores:
+        print(f"{lp:.4f}\t{math.exp(-lp / max(n, 1)):.4f}")
+    print(
+        f"corpus perplexity {corpus_perplexity(scores):.4f} over {len(scores)} pairs, "
+        f"{sum(n for _, n in scores)} target tokens",
+        file=sys.stderr,
+    )
 
 
 def dispatch(a: argparse.Namespace) -> None:
@@ -127,6 +221,8 @@ def dispatch(a: argparse.Namespace) -> None:
         return cmd_translate(a)
     if a.command == "evaluate":
         return cmd_evaluate(a)
+    if a.command == "score":
+        return cmd_score(a)
     if a.command == "average":
         from nmt.checkpoint import average
 
@@ -162,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nmt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"nmt: interrupted ({e or 'SIGINT'})", file=sys.stderr)
+        hint = "; continue with --resume" if args.command in ("train", "run") else ""
+        print(f"nmt: interrupted ({e or 'SIGINT'}){hint}", file=sys.stderr)
         return 143 if str(e) == "SIGTERM" else 130
     except BrokenPipeError:
         return 0

@@ -54,7 +54,9 @@ class HubConfig:
     train_split: str = "train"
     valid_split: str = "validation"
     test_splits: list[str] = field(default_factory=lambda: ["test"])
-    layout: str = field(default="auto", metadata=_choice("auto", "translation", "columns"))
+    layout: str = field(
+        default="auto", metadata=_choice("auto", "translation", "columns")
+    )
     src_field: str = ""  # column of the source text (layout=columns); default src_lang
     tgt_field: str = ""
 
@@ -121,7 +123,8 @@ class TrainConfig:
     momentum: float = field(default=0.0, metadata=_range(0.0, 1.0))
     weight_decay: float = field(default=0.0, metadata=_range(0.0))
     schedule: str = field(
-        default="plateau", metadata=_choice("constant", "plateau", "sutskever", "warmup")
+        default="plateau",
+        metadata=_choice("constant", "plateau", "sutskever", "warmup"),
     )
     warmup_steps: int = field(default=0, metadata=_range(0))
     decay_factor: float = field(default=0.5, metadata=_range(0.0, 1.0))
@@ -237,7 +240,9 @@ def _check_value(value: Any, tp: Any, f: dataclasses.Field, key: str) -> Any:
 
 def _build(cls: type, raw: dict, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    fields = {
+        f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")
+    }
     kwargs = {}
     for k, v in raw.items():
         key = f"{prefix}.{k}" if prefix else str(k)

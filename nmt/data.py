@@ -26,7 +26,9 @@ _MAP = {"batched": True, "batch_size": 2000, "load_from_cache_file": False}
 
 @dataclass
 class Corpus:
-    splits: datasets.DatasetDict  # columns: src, tgt, src_ids, tgt_ids, src_len, tgt_len
+    splits: (
+        datasets.DatasetDict
+    )  # columns: src, tgt, src_ids, tgt_ids, src_len, tgt_len
     tokenizer: Tokenizer
     test_names: dict[str, str]  # split key -> display name
     stats: dict
@@ -40,8 +42,12 @@ def cache_key(cfg: Config) -> str:
     data = cfg.to_dict()["data"]
     data.pop("reverse_source")  # applied when batching; the ids do not change
     blob = json.dumps(
-        {"data": data, "tokenizer": cfg.to_dict()["tokenizer"], "files": source_stamp(cfg),
-         "recipe_dir": cfg.recipe_dir if cfg.data.source != "toy" else ""},
+        {
+            "data": data,
+            "tokenizer": cfg.to_dict()["tokenizer"],
+            "files": source_stamp(cfg),
+            "recipe_dir": cfg.recipe_dir if cfg.data.source != "toy" else "",
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -54,10 +60,15 @@ def _text_column(ds: datasets.Dataset, col: str) -> Iterator[str]:
 
 def _clean(ds: datasets.Dataset, dedup: bool) -> datasets.Dataset:
     def strip(b):
-        return {"src": [s.strip() for s in b["src"]], "tgt": [t.strip() for t in b["tgt"]]}
+        return {
+            "src": [s.strip() for s in b["src"]],
+            "tgt": [t.strip() for t in b["tgt"]],
+        }
 
     ds = ds.map(strip, **_MAP)
-    ds = ds.filter(lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], **_MAP)
+    ds = ds.filter(
+        lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], **_MAP
+    )
     if dedup:
         seen: set[bytes] = set()
 
@@ -76,8 +87,12 @@ def _clean(ds: datasets.Dataset, dedup: bool) -> datasets.Dataset:
 def _encode(ds: datasets.Dataset, tok: Tokenizer) -> datasets.Dataset:
     def enc(b):
         s, t = tok.encode_src(b["src"]), tok.encode_tgt(b["tgt"])
-        return {"src_ids": s, "tgt_ids": t,
-                "src_len": [len(x) for x in s], "tgt_len": [len(x) for x in t]}
+        return {
+            "src_ids": s,
+            "tgt_ids": t,
+            "src_len": [len(x) for x in s],
+            "tgt_len": [len(x) for x in t],
+        }
 
     return ds.map(enc, **_MAP)
 
@@ -114,9 +129,14 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     train = _clean(train, cfg.data.dedup)
     n_clean = len(train)
     if n_clean == 0:
-        raise NmtError(f"the training set is empty after removing empty pairs ({n_raw} read)")
-    log(f"data: training tokenizer ({cfg.tokenizer.model_type}, "
-        f"vocab {cfg.tokenizer.vocab_size}, {'joint' if cfg.tokenizer.joint else 'separate'})")
+        raise NmtError(
+            f"the training set is empty after removing empty pairs ({n_raw} read)"
+        )
+    log(
+        f"data: training tokenizer ({cfg.tokenizer.model_type}, "
+        f"vocab {cfg.tokenizer.vocab_size}, "
+        f"{'joint' if cfg.tokenizer.joint else 'separate'})"
+    )
     tok = train_tokenizer(
         _text_column(train, "src"), _text_column(train, "tgt"), root, cfg.tokenizer
     )
@@ -124,9 +144,15 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     out = {}
     for key, ds in raw.items():
         if key == "train":
-            enc = _length_filter(_encode(train, tok), cfg.data.max_len, cfg.data.max_ratio)
-            counts[key] = {"read": n_raw, "empty_or_duplicate": n_raw - n_clean,
-                           "too_long_or_ratio": n_clean - len(enc), "kept": len(enc)}
+            enc = _length_filter(
+                _encode(train, tok), cfg.data.max_len, cfg.data.max_ratio
+            )
+            counts[key] = {
+                "read": n_raw,
+                "empty_or_duplicate": n_raw - n_clean,
+                "too_long_or_ratio": n_clean - len(enc),
+                "kept": len(enc),
+            }
         elif key == "valid":
             enc = _encode(_clean(ds, dedup=False), tok)
             counts[key] = {"read": len(ds), "kept": len(enc)}
@@ -136,7 +162,8 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
         out[key] = enc
     if counts["train"]["kept"] == 0:
         raise NmtError(
-            f"the training set is empty after filtering (data.max_len={cfg.data.max_len}, "
+            "the training set is empty after filtering "
+            f"(data.max_len={cfg.data.max_len}, "
             f"data.max_ratio={cfg.data.max_ratio}): {counts['train']}"
         )
     if counts["valid"]["kept"] == 0:
@@ -144,12 +171,18 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     splits = datasets.DatasetDict(out)
     splits.save_to_disk(str(root / "arrow"))
     c = counts["train"]
-    log(f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
+    log(
+        f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
         f"{' or duplicate' if cfg.data.dedup else ''}, {c['too_long_or_ratio']} over "
         f"max_len/max_ratio, {c['kept']} kept; valid {counts['valid']['kept']}; "
-        + ", ".join(f"{test_names[k]} {counts[k]['kept']}" for k in test_names))
-    stats = {"counts": counts, "test_names": test_names,
-             "src_vocab": tok.src_vocab_size, "tgt_vocab": tok.tgt_vocab_size}
+        + ", ".join(f"{test_names[k]} {counts[k]['kept']}" for k in test_names)
+    )
+    stats = {
+        "counts": counts,
+        "test_names": test_names,
+        "src_vocab": tok.src_vocab_size,
+        "tgt_vocab": tok.tgt_vocab_size,
+    }
     done.write_text(json.dumps(stats, indent=1))
     splits = datasets.load_from_disk(str(root / "arrow"))  # memory-mapped from now on
     return Corpus(splits, Tokenizer.load(root), test_names, stats)

@@ -21,7 +21,9 @@ def baselines(cfg: Config, corpus: Corpus) -> dict:
     src, ref = list(test["src"]), list(test["tgt"])
     out = {"copy_source": round(score(src, [ref])["bleu"], 2)}
     if cfg.data.source == "toy":
-        out["word_for_word"] = round(score([toy.gloss(s) for s in src], [ref])["bleu"], 2)
+        out["word_for_word"] = round(
+            score([toy.gloss(s) for s in src], [ref])["bleu"], 2
+        )
     return out
 
 
@@ -30,11 +32,17 @@ def evaluate_tests(cfg: Config, corpus: Corpus, log=print) -> list[dict]:
     results = []
     for name, test in corpus.tests:
         src, ref = list(test["src"]), list(test["tgt"])
-        with tqdm(total=len(src), desc=f"translate {name}", unit="sent",
-                  dynamic_ncols=True, mininterval=1.0) as bar:
+        with tqdm(
+            total=len(src),
+            desc=f"translate {name}",
+            unit="sent",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        ) as bar:
             hyps = tr.translate(src, progress=bar.update)
         Path(cfg.workdir, f"{name}.hyp").write_text(
-            "".join(h + "\n" for h in hyps), encoding="utf-8")
+            "".join(h + "\n" for h in hyps), encoding="utf-8"
+        )
         s = score(hyps, [ref])
         results.append({"name": name, "sentences": len(src), "beam": tr.beam, **s})
     return results
@@ -43,7 +51,9 @@ def evaluate_tests(cfg: Config, corpus: Corpus, log=print) -> list[dict]:
 def table(results: list[dict], base: dict) -> str:
     lines = [f"{'test set':<20} {'sents':>6} {'BLEU':>7} {'chrF':>7}"]
     for r in results:
-        lines.append(f"{r['name']:<20} {r['sentences']:>6} {r['bleu']:>7.2f} {r['chrf']:>7.2f}")
+        lines.append(
+            f"{r['name']:<20} {r['sentences']:>6} {r['bleu']:>7.2f} {r['chrf']:>7.2f}"
+        )
     for k, v in base.items():
         lines.append(f"{'baseline ' + k:<27} {v:>7.2f}")
     if results:
@@ -54,12 +64,19 @@ def table(results: list[dict], base: dict) -> str:
 def run(cfg: Config, resume: bool = False, log=print) -> dict:
     corpus = prepare(cfg, log)
     base = baselines(cfg, corpus)
-    log("baseline BLEU on the first test set: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in base.items()))
+    log(
+        "baseline BLEU on the first test set: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in base.items())
+    )
     summary = Trainer(cfg, corpus, resume=resume, log=log).train()
     results = evaluate_tests(cfg, corpus, log)
-    out = {"name": cfg.name, "tests": results, "baselines": base, "train": summary,
-           "data": corpus.stats["counts"]}
+    out = {
+        "name": cfg.name,
+        "tests": results,
+        "baselines": base,
+        "train": summary,
+        "data": corpus.stats["counts"],
+    }
     path = Path(cfg.workdir) / "results.json"
     path.write_text(json.dumps(out, indent=2), encoding="utf-8")
     log(table(results, base))

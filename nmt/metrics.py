@@ -12,13 +12,17 @@ def score(hyps: list[str], refs: list[list[str]], ter: bool = False) -> dict:
     for i, r in enumerate(refs):
         if len(r) != len(hyps):
             raise NmtError(
-                f"reference {i + 1} has {len(r)} lines but the hypothesis has {len(hyps)}"
+                f"reference {i + 1} has {len(r)} lines "
+                f"but the hypothesis has {len(hyps)}"
             )
     bleu, chrf = BLEU(), CHRF()
     out = {
         "bleu": round(bleu.corpus_score(hyps, refs).score, 2),
         "chrf": round(chrf.corpus_score(hyps, refs).score, 2),
-        "signature": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())},
+        "signature": {
+            "bleu": str(bleu.get_signature()),
+            "chrf": str(chrf.get_signature()),
+        },
     }
     if ter:
         t = TER()
@@ -29,3 +33,53 @@ def score(hyps: list[str], refs: list[list[str]], ter: bool = False) -> dict:
 
 def bleu(hyps: list[str], refs: list[str]) -> float:
     return BLEU().corpus_score(hyps, [refs]).score
+
+
+def sentence_scores(hyps: list[str], refs: list[list[str]]) -> list[dict]:
+    bleu_m, chrf_m = BLEU(effective_order=True), CHRF()
+    out = []
+    for i, h in enumerate(hyps):
+        r = [stream[i] for stream in refs]
+        out.append(
+            {
+                "bleu": round(bleu_m.sentence_score(h, r).score, 2),
+                "chrf": round(chrf_m.sentence_score(h, r).score, 2),
+            }
+        )
+    return out
+
+
+def compare(
+    hyps_a: list[str], hyps_b: list[str], refs: list[list[str]], n_samples: int = 1000
+) -> dict:
+    """sacreBLEU's paired bootstrap resampling of system B against system A."""
+    from sacrebleu.significance import PairedTest
+
+    if len(hyps_b) != len(hyps_a):
+        raise NmtError(
+            f"--compare file has {len(hyps_b)} lines, the hypothesis {len(hyps_a)}"
+        )
+    test = PairedTest(
+        [("A", hyps_a), ("B", hyps_b)],
+        {"BLEU": BLEU(), "chrF": CHRF()},
+        refs,
+        test_type="bs",
+        n_samples=n_samples,
+    )
+    signatures, results = test()
+    out = {}
+    for name in signatures:  # "BLEU", "chrF2"
+        a, b = results[name]
+        out["bleu" if name == "BLEU" else "chrf"] = {
+            "a": _summary(a),
+            "b": _summary(b),
+            "p_value": round(float(b.p_value), 4),
+            "significant": bool(b.p_value < 0.05),
+            "signature": str(signatures[name]),
+        }
+    return out
+
+
+def _summary(r) -> dict:
+    """A sacreBLEU significance Result as plain floats (it holds numpy values)."""
+    return {k: round(float(getattr(r, k)), 2) for k in ("score", "mean", "ci")}

@@ -45,12 +45,18 @@ class DecoderState:
 
 
 class Encoder(nn.Module):
-    def __init__(self, vocab: int, embed_dim: int, hidden: int, layers: int, dropout: float):
+    def __init__(
+        self, vocab: int, embed_dim: int, hidden: int, layers: int, dropout: float
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
         self.rnn = nn.LSTM(
-            embed_dim, hidden, layers, batch_first=True, bidirectional=True,
+            embed_dim,
+            hidden,
+            layers,
+            batch_first=True,
+            bidirectional=True,
             dropout=dropout if layers > 1 else 0.0,
         )
         self.final_dim = 2 * layers * hidden
@@ -58,7 +64,9 @@ class Encoder(nn.Module):
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> torch.Tensor:
         """src [B, S], src_len [B] (CPU) -> final states [B, 2 * layers * hidden]."""
         x = self.dropout(self.embed(src))
-        packed = pack_padded_sequence(x, src_len, batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            x, src_len, batch_first=True, enforce_sorted=False
+        )
         _, (h, _) = self.rnn(packed)  # h: [layers * 2, B, H], rows in input order
         return h.transpose(0, 1).reshape(src.size(0), -1)
 
@@ -66,7 +74,9 @@ class Encoder(nn.Module):
 class Bridge(nn.Module):
     """Encoder final states -> context c and the decoder's initial state."""
 
-    def __init__(self, in_dim: int, context_dim: int, layers: int, hidden: int, lstm: bool):
+    def __init__(
+        self, in_dim: int, context_dim: int, layers: int, hidden: int, lstm: bool
+    ):
         super().__init__()
         self.to_context = nn.Linear(in_dim, context_dim)
         self.to_state = nn.Linear(context_dim, layers * hidden * (2 if lstm else 1))
@@ -83,8 +93,16 @@ class Bridge(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(
-        self, vocab: int, embed_dim: int, context_dim: int, hidden: int, layers: int,
-        rnn_type: str, conditioning: str, readout: int, dropout: float,
+        self,
+        vocab: int,
+        embed_dim: int,
+        context_dim: int,
+        hidden: int,
+        layers: int,
+        rnn_type: str,
+        conditioning: str,
+        readout: int,
+        dropout: float,
     ):
         super().__init__()
         self.cho = conditioning == "cho"
@@ -93,8 +111,13 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         rnn = nn.LSTM if self.lstm else nn.GRU
         in_dim = embed_dim + (context_dim if self.cho else 0)
-        self.rnn = rnn(in_dim, hidden, layers, batch_first=True,
-                       dropout=dropout if layers > 1 else 0.0)
+        self.rnn = rnn(
+            in_dim,
+            hidden,
+            layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.read_h = nn.Linear(hidden, readout)
         if self.cho:
             self.read_e = nn.Linear(embed_dim, readout, bias=False)
@@ -106,7 +129,9 @@ class Decoder(nn.Module):
             return e
         return torch.cat([e, context.unsqueeze(1).expand(-1, e.size(1), -1)], dim=-1)
 
-    def _logits(self, h: torch.Tensor, e: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _logits(
+        self, h: torch.Tensor, e: torch.Tensor, c: torch.Tensor
+    ) -> torch.Tensor:
         """h [..., H], e [..., E], c [..., C] (broadcastable) -> [..., V]."""
         r = self.read_h(self.dropout(h))
         if self.cho:
@@ -133,7 +158,9 @@ class Decoder(nn.Module):
         h, new = self.rnn(self._rnn_input(e, state.context), self._rnn_state(state))
         logits = self._logits(h[:, 0], e[:, 0], state.context)
         hidden, cell = new if self.lstm else (new, None)
-        return F.log_softmax(logits.float(), dim=-1), replace(state, hidden=hidden, cell=cell)
+        return F.log_softmax(logits.float(), dim=-1), replace(
+            state, hidden=hidden, cell=cell
+        )
 
 
 class Seq2Seq(nn.Module):
@@ -159,7 +186,7 @@ class Seq2Seq(nn.Module):
 
 
 def _init(model: nn.Module, scheme: str, rng: float) -> None:
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if scheme == "xavier" and p.dim() > 1:
             nn.init.xavier_uniform_(p)
         elif scheme == "xavier":
@@ -186,16 +213,27 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc, dec = cfg.encoder, cfg.decoder
     encoder = Encoder(src_vocab, cfg.embed_dim, enc.hidden, enc.layers, enc.dropout)
     context_dim = dec.hidden
-    bridge = Bridge(encoder.final_dim, context_dim, dec.layers, dec.hidden,
-                    dec.type == "lstm")
+    bridge = Bridge(
+        encoder.final_dim, context_dim, dec.layers, dec.hidden, dec.type == "lstm"
+    )
     readout = dec.readout if dec.conditioning == "cho" else dec.hidden
     if cfg.tie_embeddings and readout != cfg.embed_dim:
         raise NmtError(
             "model.tie_embeddings needs model.decoder.readout (or decoder.hidden for "
-            f"sutskever conditioning) equal to model.embed_dim ({readout} != {cfg.embed_dim})"
+            "sutskever conditioning) equal to model.embed_dim "
+            f"({readout} != {cfg.embed_dim})"
         )
-    decoder = Decoder(tgt_vocab, cfg.embed_dim, context_dim, dec.hidden, dec.layers,
-                      dec.type, dec.conditioning, readout, dec.dropout)
+    decoder = Decoder(
+        tgt_vocab,
+        cfg.embed_dim,
+        context_dim,
+        dec.hidden,
+        dec.layers,
+        dec.type,
+        dec.conditioning,
+        readout,
+        dec.dropout,
+    )
     model = Seq2Seq(encoder, bridge, decoder)
     _init(model, cfg.init, cfg.init_range)
     if cfg.tie_embeddings:

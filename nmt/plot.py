@@ -18,17 +18,31 @@ def plot_log(log_path: Path, png_path: Path) -> None:
         (train if rec["type"] == "train" else valid).append(rec)
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train],
-                color="tab:blue", label="train loss")
+        ax.plot(
+            [r["step"] for r in train],
+            [r["loss"] for r in train],
+            color="tab:blue",
+            label="train loss",
+        )
     if valid:
-        ax.plot([r["step"] for r in valid], [r["loss"] for r in valid],
-                color="tab:cyan", marker="o", label="valid loss")
+        ax.plot(
+            [r["step"] for r in valid],
+            [r["loss"] for r in valid],
+            color="tab:cyan",
+            marker="o",
+            label="valid loss",
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("loss per token")
     if valid:
         ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in valid], [r["bleu"] for r in valid],
-                 color="tab:red", marker="s", label="valid BLEU (greedy)")
+        ax2.plot(
+            [r["step"] for r in valid],
+            [r["bleu"] for r in valid],
+            color="tab:red",
+            marker="s",
+            label="valid BLEU (greedy)",
+        )
         ax2.set_ylabel("BLEU")
         ax2.legend(loc="center right")
     ax.legend(loc="upper right")

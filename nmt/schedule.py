@@ -1,4 +1,5 @@
-"""Learning-rate schedules: constant, reduce-on-plateau, Sutskever's halving, warmup.
+"""Learning-rate schedules: constant, reduce-on-plateau (of dev loss), Sutskever's
+halving every half epoch, warmup.
 
 `train.warmup_steps` adds a linear warmup in front of any schedule. The state that
 a schedule accumulates (plateau decays) is saved in checkpoints.
@@ -41,7 +42,10 @@ class Schedule:
             self.best, self.bad_evals = metric, 0
             return False
         self.bad_evals += 1
-        if self.cfg.schedule == "plateau" and self.bad_evals > self.cfg.plateau_patience:
+        if (
+            self.cfg.schedule == "plateau"
+            and self.bad_evals > self.cfg.plateau_patience
+        ):
             self.decays += 1
             self.bad_evals = 0
             return True

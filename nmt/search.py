@@ -28,8 +28,9 @@ def _penalty(length: int | torch.Tensor, alpha: float):
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
-           max_len: torch.Tensor) -> Hyps:
+def greedy(
+    model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
+) -> Hyps:
     state = model.encode(src, src_len)
     n = src.size(0)
     dev = src.device
@@ -59,9 +60,15 @@ def greedy(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
-                max_len: torch.Tensor, beam: int, alpha: float = 1.0,
-                nbest: int = 1) -> Hyps:
+def beam_search(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    src_len: torch.Tensor,
+    max_len: torch.Tensor,
+    beam: int,
+    alpha: float = 1.0,
+    nbest: int = 1,
+) -> Hyps:
     """All sentences x beams advance together in one [n * K] batch.
 
     A sentence stops when its nbest-th finished hypothesis cannot be beaten by
@@ -70,7 +77,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
     k, n, dev = beam, src.size(0), src.device
     nbest = min(nbest, k)
     state = model.encode(src, src_len).reorder(
-        torch.arange(n, device=dev).repeat_interleave(k))
+        torch.arange(n, device=dev).repeat_interleave(k)
+    )
     scores = torch.full((n, k), -math.inf, device=dev)
     scores[:, 0] = 0.0
     hist = torch.zeros(n * k, 0, dtype=torch.long, device=dev)
@@ -106,8 +114,11 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor,
         origin, tok = origin.gather(1, pick), tok.gather(1, pick)
         # stopping test, per sentence
         best_live = live_s[:, 0]
-        bound = best_live / _penalty(torch.tensor(limits)[sent].to(dev).float(), alpha) \
-            if alpha > 0 else best_live
+        bound = (
+            best_live / _penalty(torch.tensor(limits)[sent].to(dev).float(), alpha)
+            if alpha > 0
+            else best_live
+        )
         done = []
         for r, s in enumerate(sent):
             f = finished[s]

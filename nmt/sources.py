@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
 
 import datasets
@@ -47,15 +48,15 @@ def _pair_lines(src: str, tgt: str, stamp: str) -> Iterator[dict]:
     del stamp
     src_p, tgt_p = Path(src), Path(tgt)
     a, b = _open_lines(src_p), _open_lines(tgt_p)
-    n = 0
-    for n, (ra, rb) in enumerate(zip(a, b), start=1):
+    for n, (ra, rb) in enumerate(zip_longest(a, b), start=1):
+        if ra is None or rb is None:
+            n_a = n - 1 + (ra is not None) + sum(1 for _ in a)
+            n_b = n - 1 + (rb is not None) + sum(1 for _ in b)
+            raise NmtError(
+                f"parallel files differ in length: {src_p} has {n_a} lines, "
+                f"{tgt_p} has {n_b}"
+            )
         yield {"src": _decode(ra, src_p, n), "tgt": _decode(rb, tgt_p, n)}
-    rest_a, rest_b = sum(1 for _ in a), sum(1 for _ in b)
-    if rest_a or rest_b:
-        raise NmtError(
-            f"parallel files differ in length: {src_p} has {n + rest_a} lines, "
-            f"{tgt_p} has {n + rest_b}"
-        )
 
 
 def _tsv_lines(path: str, stamp: str) -> Iterator[dict]:
@@ -82,9 +83,12 @@ def _stamp(*paths: Path) -> str:
 def _from_generator(gen, cache_dir: Path, **kwargs) -> datasets.Dataset:
     try:
         return datasets.Dataset.from_generator(
-            gen, gen_kwargs=kwargs, cache_dir=str(cache_dir),
-            features=datasets.Features({"src": datasets.Value("string"),
-                                        "tgt": datasets.Value("string")}),
+            gen,
+            gen_kwargs=kwargs,
+            cache_dir=str(cache_dir),
+            features=datasets.Features(
+                {"src": datasets.Value("string"), "tgt": datasets.Value("string")}
+            ),
         )
     except Exception as e:  # datasets wraps errors raised inside the generator
         cause = e
@@ -100,7 +104,9 @@ def _files_split(cfg: Config, prefix: str, cache_dir: Path) -> datasets.Dataset:
     directory = cfg.resolve(fc.dir or ".")
     if fc.format == "tsv":
         path = _find(directory, prefix)
-        return _from_generator(_tsv_lines, cache_dir, path=str(path), stamp=_stamp(path))
+        return _from_generator(
+            _tsv_lines, cache_dir, path=str(path), stamp=_stamp(path)
+        )
     src = _find(directory, f"{prefix}.{cfg.data.src_lang}")
     tgt = _find(directory, f"{prefix}.{cfg.data.tgt_lang}")
     return _from_generator(
@@ -112,15 +118,18 @@ def _hub_dataset(cfg: Config, split: str) -> datasets.Dataset:
     hc = cfg.data.hub
     local = cfg.resolve(hc.path) if hc.path else None
     try:
-        if local is not None and local.is_dir() and (
-            (local / "dataset_dict.json").exists() or (local / "state.json").exists()
+        if (
+            local is not None
+            and local.is_dir()
+            and (
+                (local / "dataset_dict.json").exists()
+                or (local / "state.json").exists()
+            )
         ):
             ds = datasets.load_from_disk(str(local))
             if isinstance(ds, datasets.DatasetDict):
                 if split not in ds:
-                    raise NmtError(
-                        f"{local}: no split '{split}' (has {', '.join(ds)})"
-                    )
+                    raise NmtError(f"{local}: no split '{split}' (has {', '.join(ds)})")
                 ds = ds[split]
             return ds
         return datasets.load_dataset(hc.path, hc.name or None, split=split)
@@ -148,8 +157,10 @@ def _hub_split(cfg: Config, split: str) -> datasets.Dataset:
         s, t = d.src_lang, d.tgt_lang
 
         def pick(batch):
-            return {"src": [x[s] for x in batch["translation"]],
-                    "tgt": [x[t] for x in batch["translation"]]}
+            return {
+                "src": [x[s] for x in batch["translation"]],
+                "tgt": [x[t] for x in batch["translation"]],
+            }
     else:
         s, t = hc.src_field or d.src_lang, hc.tgt_field or d.tgt_lang
         for col in (s, t):
@@ -165,7 +176,9 @@ def _hub_split(cfg: Config, split: str) -> datasets.Dataset:
     return ds.map(pick, batched=True, remove_columns=ds.column_names)
 
 
-def load_raw(cfg: Config, cache_dir: Path) -> tuple[datasets.DatasetDict, dict[str, str]]:
+def load_raw(
+    cfg: Config, cache_dir: Path
+) -> tuple[datasets.DatasetDict, dict[str, str]]:
     """All splits as text, plus a map from test split key to its display name."""
     d = cfg.data
     names: dict[str, str] = {}
@@ -202,8 +215,11 @@ def source_stamp(cfg: Config) -> str:
     directory = cfg.resolve(d.files.dir or ".")
     parts = []
     for prefix in [d.files.train, d.files.valid, *d.files.test]:
-        names = [prefix] if d.files.format == "tsv" else [
-            f"{prefix}.{d.src_lang}", f"{prefix}.{d.tgt_lang}"]
+        names = (
+            [prefix]
+            if d.files.format == "tsv"
+            else [f"{prefix}.{d.src_lang}", f"{prefix}.{d.tgt_lang}"]
+        )
         for n in names:
             p = _find(directory, n)
             parts.append(_stamp(p))

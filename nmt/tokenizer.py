@@ -9,6 +9,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
+from nmt.errors import NmtError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -68,6 +69,18 @@ class Tokenizer:
 
 
 def _train_one(sentences: Iterator[str], prefix: Path, cfg: TokenizerConfig) -> Path:
+    try:
+        _spm_train(sentences, prefix, cfg)
+    except RuntimeError as e:  # sentencepiece reports bad settings this way
+        reason = str(e).split("] ")[-1].splitlines()[0]
+        raise NmtError(
+            f"sentencepiece could not train ({reason}); check the recipe's "
+            "tokenizer section (vocab_size, character_coverage)"
+        ) from None
+    return prefix.with_suffix(".model")
+
+
+def _spm_train(sentences: Iterator[str], prefix: Path, cfg: TokenizerConfig) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences,
         model_prefix=str(prefix),
@@ -85,15 +98,18 @@ def _train_one(sentences: Iterator[str], prefix: Path, cfg: TokenizerConfig) -> 
         num_threads=2,
         minloglevel=2,
     )
-    return prefix.with_suffix(".model")
 
 
 def train_tokenizer(
-    src_lines: Iterable[str], tgt_lines: Iterable[str], out_dir: Path, cfg: TokenizerConfig
+    src_lines: Iterable[str],
+    tgt_lines: Iterable[str],
+    out_dir: Path,
+    cfg: TokenizerConfig,
 ) -> Tokenizer:
     """Train on (a bounded sample of) the training text; the iterables are streamed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.joint:
+
         def both() -> Iterator[str]:
             yield from src_lines
             yield from tgt_lines

@@ -20,13 +20,52 @@ from dataclasses import dataclass
 
 _LEXICON_SEED = 20141  # the language itself never changes; data seeds only sample it
 
-_SRC_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w",
-               "br", "dr", "fl", "gr", "kl", "pr", "sk", "st", "tr"]
+_SRC_ONSETS = [
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "w",
+    "br",
+    "dr",
+    "fl",
+    "gr",
+    "kl",
+    "pr",
+    "sk",
+    "st",
+    "tr",
+]
 _SRC_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
 # no source lemma ends in "s", so plural and 3rd-person "-s" are unambiguous
 _SRC_CODAS = ["", "", "n", "m", "t", "k", "l", "rd", "st"]
-_TGT_ONSETS = ["ch", "h", "j", "z", "x", "q", "y", "sh", "ts", "zh", "kh", "ny",
-               "m", "n", "l", "t"]
+_TGT_ONSETS = [
+    "ch",
+    "h",
+    "j",
+    "z",
+    "x",
+    "q",
+    "y",
+    "sh",
+    "ts",
+    "zh",
+    "kh",
+    "ny",
+    "m",
+    "n",
+    "l",
+    "t",
+]
 _TGT_VOWELS = ["a", "e", "i", "o", "u", "ao", "ei", "ia", "uo"]
 
 _COUNTS = {"noun": 100, "verb": 30, "adj": 30, "adv": 12, "prep": 8}
@@ -52,13 +91,16 @@ def _words(rng: random.Random, n: int, make, taken: set[str]) -> list[str]:
 
 def _src_word(rng: random.Random) -> str:
     syl = rng.choice([1, 2, 2, 3])
-    return "".join(rng.choice(_SRC_ONSETS) + rng.choice(_SRC_VOWELS)
-                   for _ in range(syl)) + rng.choice(_SRC_CODAS)
+    return "".join(
+        rng.choice(_SRC_ONSETS) + rng.choice(_SRC_VOWELS) for _ in range(syl)
+    ) + rng.choice(_SRC_CODAS)
 
 
 def _tgt_word(rng: random.Random) -> str:
     syl = rng.choice([2, 2, 3])
-    return "".join(rng.choice(_TGT_ONSETS) + rng.choice(_TGT_VOWELS) for _ in range(syl))
+    return "".join(
+        rng.choice(_TGT_ONSETS) + rng.choice(_TGT_VOWELS) for _ in range(syl)
+    )
 
 
 def _lexicon() -> _Lexicon:
@@ -83,8 +125,12 @@ _INDEF = {"m.sg": "ein", "f.sg": "eina", "m.pl": "sumi", "f.pl": "sume"}
 _ADJ_SUFFIX = {"m.sg": "o", "f.sg": "a", "m.pl": "i", "f.pl": "e"}
 _CONJ = {"and": "ka", "but": "demo"}
 _OBJ_MARK = "wo"
-_SRC_DET = {("def", "sg"): "da", ("def", "pl"): "dei",
-            ("indef", "sg"): "un", ("indef", "pl"): "som"}
+_SRC_DET = {
+    ("def", "sg"): "da",
+    ("def", "pl"): "dei",
+    ("indef", "sg"): "un",
+    ("indef", "pl"): "som",
+}
 
 
 def _noun_phrase(rng: random.Random, max_adj: int) -> tuple[list[str], list[str], str]:
@@ -115,7 +161,7 @@ def _clause(rng: random.Random, max_adj: int = 2) -> tuple[list[str], list[str]]
         adv = rng.choice(lex.src["adv"])
         src.append(adv)
         middle.append(lex.tgt[adv])
-    if rng.random() < 0.25:
+    if rng.random() < 0.2:
         prep = rng.choice(lex.src["prep"])
         pp_s, pp_t, _ = _noun_phrase(rng, 1)
         src += [prep, *pp_s]
@@ -128,7 +174,7 @@ def sentence_pair(rng: random.Random) -> tuple[str, str]:
     """One (source, target) pair of 4 to 19 source words, ending in a period."""
     while True:
         src, tgt = _clause(rng)
-        if rng.random() < 0.1:
+        if rng.random() < 0.06:
             conj = rng.choice(["and", "but"])
             s2, t2 = _clause(rng, max_adj=1)
             src, tgt = src + [conj] + s2, tgt + [_CONJ[conj]] + t2
@@ -136,7 +182,9 @@ def sentence_pair(rng: random.Random) -> tuple[str, str]:
             return " ".join(src) + ".", " ".join(tgt) + "."
 
 
-def generate(seed: int, train: int, valid: int, test: int) -> dict[str, list[tuple[str, str]]]:
+def generate(
+    seed: int, train: int, valid: int, test: int
+) -> dict[str, list[tuple[str, str]]]:
     """Deterministic disjoint splits: no test or valid source appears in train."""
     rng = random.Random(seed)
     seen: set[str] = set()

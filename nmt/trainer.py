@@ -31,8 +31,16 @@ from nmt.schedule import Schedule
 from nmt.translate import pick_device, translate_ids
 
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before training gives up
-_COUNTERS = ("step", "epoch", "pos", "best_bleu", "bad_evals", "skipped", "elapsed",
-             "tokens")
+_COUNTERS = (
+    "step",
+    "epoch",
+    "pos",
+    "best_bleu",
+    "bad_evals",
+    "skipped",
+    "elapsed",
+    "tokens",
+)
 
 
 class Trainer:
@@ -58,8 +66,9 @@ class Trainer:
         if t.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
         else:
-            self.opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum,
-                                       weight_decay=t.weight_decay)
+            self.opt = torch.optim.SGD(
+                params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+            )
         self.schedule = Schedule(t)
         train = corpus.splits["train"]
         self.src_len = train.data.column("src_len").to_numpy()
@@ -78,15 +87,22 @@ class Trainer:
 
     def state(self) -> dict:
         cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "schedule": self.schedule.state_dict(), "rng": torch.get_rng_state(),
-                "cuda_rng": cuda, "config": self.cfg.to_dict(),
-                **{k: getattr(self, k) for k in _COUNTERS}}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": cuda,
+            "config": self.cfg.to_dict(),
+            **{k: getattr(self, k) for k in _COUNTERS},
+        }
 
     def _resume(self) -> None:
         path = self.dir / "last.pt"
         if not path.exists():
-            raise NmtError(f"cannot resume: {path} does not exist (train without --resume)")
+            raise NmtError(
+                f"cannot resume: {path} does not exist (train without --resume)"
+            )
         ck = load_checkpoint(path, self.device)
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -96,15 +112,22 @@ class Trainer:
         torch.set_rng_state(ck["rng"].cpu())
         if ck["cuda_rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in ck["cuda_rng"]])
-        self.log(f"resumed from {path} at step {self.step} (epoch {self.epoch + 1}, "
-                 f"batch {self.pos})")
+        self.log(
+            f"resumed from {path} at step {self.step} (epoch {self.epoch + 1}, "
+            f"batch {self.pos})"
+        )
 
     def _checkpoint(self, numbered: bool = True) -> None:
         if self.dist.main:
             save_checkpoint(self.state(), self.dir / "last.pt")
             if numbered:
-                save_numbered(self.model.state_dict(), self.cfg, self.step, self.dir,
-                              self.cfg.train.keep_last)
+                save_numbered(
+                    self.model.state_dict(),
+                    self.cfg,
+                    self.step,
+                    self.dir,
+                    self.cfg.train.keep_last,
+                )
 
     def _write_log(self, record: dict) -> None:
         if self.dist.main:
@@ -135,11 +158,12 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for i, b in enumerate(batches):
             sync = i == len(batches) - 1 or not self.dist.enabled
-            with (nullcontext() if sync else self.net.no_sync()), self._autocast():
+            with nullcontext() if sync else self.net.no_sync(), self._autocast():
                 # DDP averages gradients over ranks: scale so the result is the
                 # gradient of the global mean token loss
                 loss = self.net(b, self.cfg.train.label_smoothing) * (
-                    self.dist.world / n_global)
+                    self.dist.world / n_global
+                )
             loss.backward()
             total += loss.detach()
         mean = self.dist.sum(float(total)) / self.dist.world
@@ -148,12 +172,16 @@ class Trainer:
             self.bad_steps += 1
             if self.bad_steps >= MAX_BAD_STEPS:
                 self._checkpoint(numbered=False)
-                raise NmtError(f"{MAX_BAD_STEPS} non-finite losses in a row at step "
-                               f"{self.step}; lower train.lr (last.pt was kept)")
+                raise NmtError(
+                    f"{MAX_BAD_STEPS} non-finite losses in a row at step "
+                    f"{self.step}; lower train.lr (last.pt was kept)"
+                )
             return None
         self.bad_steps = 0
         if self.cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.cfg.train.clip_norm
+            )
         self.opt.step()
         self.tokens += int(n_global)
         return mean
@@ -175,13 +203,22 @@ class Trainer:
             n += b.n_tgt_tokens
         k = self.cfg.train.valid_bleu_sentences or len(valid)
         sub = valid.select(range(min(k, len(valid))))
-        hyps = translate_ids(model, list(sub["src_ids"]), self.cfg.decode,
-                             self.cfg.data.reverse_source, self.device, beam=1)
+        hyps = translate_ids(
+            model,
+            list(sub["src_ids"]),
+            self.cfg.decode,
+            self.cfg.data.reverse_source,
+            self.device,
+            beam=1,
+        )
         text = self.corpus.tokenizer.decode_tgt([h[0][0] for h in hyps])
         model.train()
         loss = total / max(n, 1)
-        return {"loss": loss, "ppl": math.exp(min(loss, 50)),
-                "bleu": bleu(text, list(sub["tgt"]))}
+        return {
+            "loss": loss,
+            "ppl": math.exp(min(loss, 50)),
+            "bleu": bleu(text, list(sub["tgt"])),
+        }
 
     def _on_validation(self, bar) -> bool:
         """Validate on rank 0, share its BLEU, checkpoint. True: stop early."""
@@ -190,18 +227,34 @@ class Trainer:
         improved = score > self.best_bleu
         self.best_bleu = max(self.best_bleu, score)
         self.bad_evals = 0 if improved else self.bad_evals + 1
-        cut = self.schedule.on_validation(score)
+        # the rate follows dev loss (smooth from the first step); stopping follows BLEU
+        cut = self.schedule.on_validation(-self.dist.sum(v.get("loss", 0.0)))
         if self.dist.main:
-            self._write_log({"type": "valid", "step": self.step, "epoch": self.epoch + 1,
-                             **v, "best_bleu": self.best_bleu,
-                             "elapsed": round(self.elapsed, 1)})
-            bar.write(f"valid step {self.step}: loss {v['loss']:.3f} ppl {v['ppl']:.2f} "
-                      f"BLEU {v['bleu']:.2f}{' (best)' if improved else ''}"
-                      f"{' lr cut' if cut else ''}")
+            self._write_log(
+                {
+                    "type": "valid",
+                    "step": self.step,
+                    "epoch": self.epoch + 1,
+                    **v,
+                    "best_bleu": self.best_bleu,
+                    "elapsed": round(self.elapsed, 1),
+                }
+            )
+            bar.write(
+                f"valid step {self.step}: loss {v['loss']:.3f} ppl {v['ppl']:.2f} "
+                f"BLEU {v['bleu']:.2f}{' (best)' if improved else ''}"
+                f"{' lr cut' if cut else ''}"
+            )
             if improved:
-                save_checkpoint({"model": self.model.state_dict(), "step": self.step,
-                                 "valid": v, "config": self.cfg.to_dict()},
-                                self.dir / "best.pt")
+                save_checkpoint(
+                    {
+                        "model": self.model.state_dict(),
+                        "step": self.step,
+                        "valid": v,
+                        "config": self.cfg.to_dict(),
+                    },
+                    self.dir / "best.pt",
+                )
         self._checkpoint()
         patience = self.cfg.train.patience
         return bool(patience and self.bad_evals >= patience)
@@ -213,8 +266,10 @@ class Trainer:
 
     def _out_of_budget(self) -> bool:
         t = self.cfg.train
-        over = bool((t.max_steps and self.step >= t.max_steps)
-                    or (t.max_minutes and self.elapsed >= 60 * t.max_minutes))
+        over = bool(
+            (t.max_steps and self.step >= t.max_steps)
+            or (t.max_minutes and self.elapsed >= 60 * t.max_minutes)
+        )
         return self.dist.any(over) if t.max_minutes else over
 
     def train(self) -> dict:
@@ -227,38 +282,63 @@ class Trainer:
                 signal.signal(s, h)
         if self.dist.main:
             plot_log(self.dir / "log.jsonl", self.dir / "training_curve.png")
-        summary = {"status": status, "steps": self.step, "epochs": self.epoch,
-                   "best_valid_bleu": round(self.best_bleu, 2),
-                   "skipped_updates": self.skipped,
-                   "train_minutes": round(self.elapsed / 60, 2),
-                   "tokens_per_second": round(self.tokens / max(self.elapsed, 1e-9)),
-                   "processes": self.dist.world}
-        self.log(f"training {status}: {self.step} steps, {self.epoch} epochs, "
-                 f"{summary['train_minutes']} min, {summary['tokens_per_second']} target "
-                 f"tokens/s, best valid BLEU {summary['best_valid_bleu']}")
+        summary = {
+            "status": status,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "best_valid_bleu": round(self.best_bleu, 2),
+            "skipped_updates": self.skipped,
+            "train_minutes": round(self.elapsed / 60, 2),
+            "tokens_per_second": round(self.tokens / max(self.elapsed, 1e-9)),
+            "processes": self.dist.world,
+        }
+        self.log(
+            f"training {status}: {self.step} steps, {self.epoch} epochs, "
+            f"{summary['train_minutes']} min, {summary['tokens_per_second']} target "
+            f"tokens/s, best valid BLEU {summary['best_valid_bleu']}"
+        )
         return summary
 
     def _epoch_batches(self) -> list:
         t = self.cfg.train
-        return make_batches(self.src_len, self.tgt_len, t.batch_tokens, t.batch_sentences,
-                            t.seed, self.epoch)
+        return make_batches(
+            self.src_len,
+            self.tgt_len,
+            t.batch_tokens,
+            t.batch_sentences,
+            t.seed,
+            self.epoch,
+        )
 
     def _loop(self) -> str:
         t = self.cfg.train
         per_epoch = math.ceil(len(self._epoch_batches()) / t.accumulate)
         total = t.max_steps or (t.max_epochs * per_epoch) or None
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
-                   dynamic_ncols=True, mininterval=1.0, disable=not self.dist.main)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=not self.dist.main,
+        )
         if self.dist.enabled:
-            self.log(f"{self.dist.world} processes, effective batch {t.batch_tokens} "
-                     f"tokens x {t.accumulate} accumulated")
+            self.log(
+                f"{self.dist.world} processes, effective batch {t.batch_tokens} "
+                f"tokens x {t.accumulate} accumulated"
+            )
         start, win_loss, win_n = time.time() - self.elapsed, 0.0, 0
         validated_at, status = self.step, "finished"
-        while not self._out_of_budget() and (not t.max_epochs or self.epoch < t.max_epochs):
+        while not self._out_of_budget() and (
+            not t.max_epochs or self.epoch < t.max_epochs
+        ):
             batches = self._epoch_batches()
             while self.pos < len(batches) and status == "finished":
                 group = batches[self.pos : self.pos + t.accumulate]
-                lr = self.schedule.lr(self.step + 1, self.epoch + self.pos / len(batches))
+                lr = self.schedule.lr(
+                    self.step + 1, self.epoch + self.pos / len(batches)
+                )
                 loss = self._update([self._batch(i) for i in group], lr)
                 self.pos += len(group)
                 self.step += 1
@@ -267,13 +347,19 @@ class Trainer:
                 if loss is not None:
                     win_loss, win_n = win_loss + loss, win_n + 1
                 if self.step % t.log_every == 0 and win_n:
-                    rec = {"type": "train", "step": self.step, "epoch": self.epoch + 1,
-                           "loss": round(win_loss / win_n, 4), "lr": lr,
-                           "tok_s": round(self.tokens / self.elapsed),
-                           "elapsed": round(self.elapsed, 1)}
+                    rec = {
+                        "type": "train",
+                        "step": self.step,
+                        "epoch": self.epoch + 1,
+                        "loss": round(win_loss / win_n, 4),
+                        "lr": lr,
+                        "tok_s": round(self.tokens / self.elapsed),
+                        "elapsed": round(self.elapsed, 1),
+                    }
                     self._write_log(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=rec["tok_s"],
-                                    lr=f"{lr:.1e}")
+                    bar.set_postfix(
+                        loss=f"{rec['loss']:.3f}", tok_s=rec["tok_s"], lr=f"{lr:.1e}"
+                    )
                     win_loss, win_n = 0.0, 0
                 if self.step % t.valid_every == 0:
                     validated_at = self.step
@@ -281,22 +367,25 @@ class Trainer:
                         status = "stopped early"
                 elif t.save_every and self.step % t.save_every == 0:
                     self._checkpoint()
-                if self.dist.any(self._stop_signal is not None) or self._out_of_budget():
+                if self.dist.any(self._stop_signal is not None):
+                    # a signal on any rank stops every rank at the same step
+                    self._stop_signal = self._stop_signal or signal.SIGTERM
+                    break
+                if self._out_of_budget():
                     break
             if self.pos >= len(batches):
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._checkpoint()
             if status != "finished" or self._stop_signal is not None:
                 break
-            if self.dist.any(self._stop_signal is not None):
-                self._stop_signal = self._stop_signal or signal.SIGTERM
-                break
         if self._stop_signal is not None:
             self._checkpoint(numbered=False)
             bar.close()
             name = signal.Signals(self._stop_signal).name
-            self.log(f"{name}: saved {self.dir / 'last.pt'} at step {self.step}; "
-                     "continue with --resume")
+            self.log(
+                f"{name}: saved {self.dir / 'last.pt'} at step {self.step}; "
+                "continue with --resume"
+            )
             raise KeyboardInterrupt(name)
         if validated_at != self.step or not (self.dir / "best.pt").exists():
             self._on_validation(bar)

@@ -28,8 +28,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def translate_ids(
-    model: Seq2Seq, src: list[list[int]], decode: DecodeConfig, reverse: bool,
-    device: torch.device, beam: int, nbest: int = 1,
+    model: Seq2Seq,
+    src: list[list[int]],
+    decode: DecodeConfig,
+    reverse: bool,
+    device: torch.device,
+    beam: int,
+    nbest: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> Hyps:
     """Token ids in, n-best (ids, score) per sentence out, in input order.
@@ -52,7 +57,9 @@ def translate_ids(
         if beam == 1 and nbest == 1:
             hyps = greedy(model, s, s_len, limit)
         else:
-            hyps = beam_search(model, s, s_len, limit, beam, decode.length_penalty, nbest)
+            hyps = beam_search(
+                model, s, s_len, limit, beam, decode.length_penalty, nbest
+            )
         for r, h in zip(rows, hyps):
             out[r] = h
         if progress:
@@ -61,11 +68,29 @@ def translate_ids(
     return out
 
 
+def load_model(model_dir: Path, checkpoint: str, device: torch.device):
+    """(model in eval mode, its config, its tokenizer) from a model directory."""
+    if not model_dir.is_dir():
+        raise NmtError(f"model directory not found: {model_dir}")
+    cfg_path = model_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise NmtError(f"{model_dir} is not a model directory (no config.yaml)")
+    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    ckpt_path = model_dir / checkpoint
+    if not ckpt_path.is_file() and checkpoint == "best.pt":
+        ckpt_path = model_dir / "last.pt"  # training stopped before validating
+    ckpt = load_checkpoint(ckpt_path, device)
+    tok = Tokenizer.load(model_dir)
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg, tok
+
+
 @dataclass
 class Translator:
     """`Translator.load(model_dir).translate(["ein Satz ."])` -> ["a sentence ."]."""
 
-    model: Seq2Seq
+    model: Seq2Seq  # or an Ensemble of them
     tokenizer: Tokenizer
     config: Config
     device: torch.device
@@ -74,31 +99,46 @@ class Translator:
     truncated: int = 0  # input lines cut to the model's length limit so far
 
     @classmethod
-    def load(cls, model_dir: str | Path, checkpoint: str = "best.pt", beam: int | None = None,
-             nbest: int = 1, batch_tokens: int | None = None,
-             length_penalty: float | None = None, device: str = "auto") -> Translator:
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise NmtError(f"model directory not found: {model_dir}")
-        cfg_path = model_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise NmtError(f"{model_dir} is not a model directory (no config.yaml)")
-        cfg = config_from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
-        ckpt_path = model_dir / checkpoint
-        if not ckpt_path.is_file() and checkpoint == "best.pt":
-            ckpt_path = model_dir / "last.pt"  # training stopped before validating
+    def load(
+        cls,
+        model_dir: str | Path | list,
+        checkpoint: str = "best.pt",
+        beam: int | None = None,
+        nbest: int = 1,
+        batch_tokens: int | None = None,
+        length_penalty: float | None = None,
+        device: str = "auto",
+    ) -> Translator:
+        """One model directory, or several for an ensemble (same vocabularies)."""
+        dirs = [
+            Path(d) for d in (model_dir if isinstance(model_dir, list) else [model_dir])
+        ]
         dev = pick_device(device)
-        ckpt = load_checkpoint(ckpt_path, dev)
-        tok = Tokenizer.load(model_dir)
-        model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
-        model.load_state_dict(ckpt["model"])
-        model.to(dev).eval()
+        loaded = [load_model(d, checkpoint, dev) for d in dirs]
+        model, cfg, tok = loaded[0]
+        for d, (_, c, t) in zip(dirs[1:], loaded[1:]):
+            if t.tgt_model.read_bytes() != tok.tgt_model.read_bytes():
+                raise NmtError(
+                    f"{d} has another target vocabulary than {dirs[0]}; "
+                    "ensembles need the same target sentencepiece model"
+                )
+            if (
+                t.src_model.read_bytes() != tok.src_model.read_bytes()
+                or c.data.reverse_source != cfg.data.reverse_source
+            ):
+                raise NmtError(
+                    f"{d} reads its source differently from {dirs[0]} "
+                    "(source vocabulary or data.reverse_source)"
+                )
+        if len(loaded) > 1:
+            from nmt.ensemble import Ensemble
+
+            model = Ensemble([m for m, _, _ in loaded])
         if batch_tokens:
             cfg.decode.batch_tokens = batch_tokens
         if length_penalty is not None:
             cfg.decode.length_penalty = length_penalty
-        beam = beam or cfg.decode.beam
-        return cls(model, tok, cfg, dev, beam, max(1, nbest))
+        return cls(model, tok, cfg, dev, beam or cfg.decode.beam, max(1, nbest))
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         ids = self.tokenizer.encode_src(list(lines))
@@ -109,10 +149,19 @@ class Translator:
                 self.truncated += 1
         return ids
 
-    def translate_nbest(self, lines: list[str], progress=None) -> list[list[tuple[str, float]]]:
-        hyps = translate_ids(self.model, self._encode(lines), self.config.decode,
-                             self.config.data.reverse_source, self.device,
-                             self.beam, self.nbest, progress)
+    def translate_nbest(
+        self, lines: list[str], progress=None
+    ) -> list[list[tuple[str, float]]]:
+        hyps = translate_ids(
+            self.model,
+            self._encode(lines),
+            self.config.decode,
+            self.config.data.reverse_source,
+            self.device,
+            self.beam,
+            self.nbest,
+            progress,
+        )
         out = []
         for h in hyps:
             texts = self.tokenizer.decode_tgt([ids for ids, _ in h])
@@ -123,7 +172,10 @@ class Translator:
         return [h[0][0] for h in self.translate_nbest(lines, progress)]
 
     def translate_stream(
-        self, lines: Iterable[str], write: Callable[[str], None], chunk: int = 10000,
+        self,
+        lines: Iterable[str],
+        write: Callable[[str], None],
+        chunk: int = 10000,
         progress=None,
     ) -> int:
         """Translate line by line in chunks (memory stays flat); returns the count."""
@@ -140,8 +192,11 @@ class Translator:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029") \
+    return (
+        " ".join(text.split())
+        if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029")
         else text
+    )
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def nmt(*args: str, stdin: bytes | None = None, cwd: Path | None = None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "nmt", *map(str, args)], input=stdin,
-                          capture_output=True, cwd=cwd, env=env, timeout=600)
+from tests.conftest import nmt
 
 
 def one_error_line(proc) -> str:
@@ -27,30 +15,18 @@ def one_error_line(proc) -> str:
     return err[0]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny model trained through `nmt run`, shared by the tests below."""
-    import yaml
-
-    from tests.conftest import TINY
-
-    tmp = tmp_path_factory.mktemp("e2e")
-    raw = json.loads(json.dumps(TINY))
-    raw["workdir"] = str(tmp / "work")
-    raw["train"]["max_steps"] = 30
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(raw))
-    proc = nmt("run", recipe, "--set", "decode.beam=2")
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    return tmp, recipe, proc
-
-
 def test_run_writes_model_dir_and_results(trained):
     tmp, _, proc = trained
     work = tmp / "work"
     model = work / "model"
-    for name in ("config.yaml", "spm.model", "best.pt", "last.pt", "log.jsonl",
-                 "training_curve.png"):
+    for name in (
+        "config.yaml",
+        "spm.model",
+        "best.pt",
+        "last.pt",
+        "log.jsonl",
+        "training_curve.png",
+    ):
         assert (model / name).is_file(), name
     assert (model / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = json.loads((work / "results.json").read_text())
@@ -66,8 +42,11 @@ def test_run_writes_model_dir_and_results(trained):
 
 def test_translate_one_line_per_input_line(trained, tmp_path):
     tmp, _, _ = trained
-    text = ("da vaim skousts saifen.\n\n   \nda \x07 bell\tand tab\x0b here.\n"
-            + " ".join(["dei"] * 5000) + "\nlast line without newline")
+    text = (
+        "da vaim skousts saifen.\n\n   \nda \x07 bell\tand tab\x0b here.\n"
+        + " ".join(["dei"] * 5000)
+        + "\nlast line without newline"
+    )
     src = tmp_path / "in.txt"
     src.write_text(text, encoding="utf-8")
     out = tmp_path / "out.txt"
@@ -78,14 +57,23 @@ def test_translate_one_line_per_input_line(trained, tmp_path):
     assert lines[1] == "" and lines[2] == ""
     assert "truncated" in proc.stderr.decode()
     # stdin/stdout give the same as files
-    piped = nmt("translate", tmp / "work" / "model", "--beam", "2", stdin=src.read_bytes())
+    piped = nmt(
+        "translate", tmp / "work" / "model", "--beam", "2", stdin=src.read_bytes()
+    )
     assert piped.stdout.decode() == out.read_text(encoding="utf-8")
 
 
 def test_nbest_format(trained, tmp_path):
     tmp, _, _ = trained
-    proc = nmt("translate", tmp / "work" / "model", "--beam", "3", "--nbest", "3",
-               stdin=b"da vaim skousts saifen.\nun pelainut dat.\n")
+    proc = nmt(
+        "translate",
+        tmp / "work" / "model",
+        "--beam",
+        "3",
+        "--nbest",
+        "3",
+        stdin=b"da vaim skousts saifen.\nun pelainut dat.\n",
+    )
     rows = [r.split(" ||| ") for r in proc.stdout.decode().splitlines()]
     assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1]
     for i in (0, 3):
@@ -111,11 +99,14 @@ def test_user_mistakes_get_one_line_and_status_2(trained, tmp_path):
     tmp, recipe, _ = trained
     assert "recipe not found" in one_error_line(nmt("train", tmp_path / "missing.yaml"))
     assert "did you mean 'train.max_steps'" in one_error_line(
-        nmt("train", recipe, "--set", "train.max_step=3"))
+        nmt("train", recipe, "--set", "train.max_step=3")
+    )
     assert "must be an integer" in one_error_line(
-        nmt("train", recipe, "--set", "train.max_steps=many"))
+        nmt("train", recipe, "--set", "train.max_steps=many")
+    )
     assert "model directory not found" in one_error_line(
-        nmt("translate", tmp_path / "no_model", stdin=b"x\n"))
+        nmt("translate", tmp_path / "no_model", stdin=b"x\n")
+    )
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("ok line\ncaf\xe9 au lait\n".encode("latin-1"))
     line = one_error_line(nmt("translate", tmp / "work" / "model", "-i", bad))

@@ -6,8 +6,15 @@ from nmt.errors import NmtError
 
 def test_defaults_and_override(write_recipe, tiny_raw):
     path = write_recipe(tiny_raw)
-    cfg = load_config(path, ["model.decoder.type=lstm", "data.reverse_source=true",
-                             "train.lr=0.01", "data.files.test=[a, b]"])
+    cfg = load_config(
+        path,
+        [
+            "model.decoder.type=lstm",
+            "data.reverse_source=true",
+            "train.lr=0.01",
+            "data.files.test=[a, b]",
+        ],
+    )
     assert cfg.model.decoder.type == "lstm"
     assert cfg.data.reverse_source is True
     assert cfg.train.lr == 0.01
@@ -17,19 +24,25 @@ def test_defaults_and_override(write_recipe, tiny_raw):
 
 def test_unknown_key_suggests_closest(write_recipe, tiny_raw):
     tiny_raw["model"]["decoder"]["hiden"] = 5
-    with pytest.raises(NmtError, match=r"unknown recipe key 'model.decoder.hiden'.*"
-                                       r"did you mean 'model.decoder.hidden'"):
+    with pytest.raises(
+        NmtError,
+        match=r"unknown recipe key 'model.decoder.hiden'.*"
+        r"did you mean 'model.decoder.hidden'",
+    ):
         load_config(write_recipe(tiny_raw))
 
 
-@pytest.mark.parametrize("key,value,msg", [
-    ("train.lr", "fast", "must be a number"),
-    ("train.max_steps", 1.5, "must be an integer"),
-    ("data.reverse_source", "yes please", "must be true or false"),
-    ("model.decoder.type", "rnn", "must be one of gru, lstm"),
-    ("model.encoder.dropout", 1.5, "must be between 0.0 and 0.95"),
-    ("train.batch_tokens", 0, "must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "key,value,msg",
+    [
+        ("train.lr", "fast", "must be a number"),
+        ("train.max_steps", 1.5, "must be an integer"),
+        ("data.reverse_source", "yes please", "must be true or false"),
+        ("model.decoder.type", "rnn", "must be one of gru, lstm"),
+        ("model.encoder.dropout", 1.5, "must be between 0.0 and 0.95"),
+        ("train.batch_tokens", 0, "must be at least 1"),
+    ],
+)
 def test_bad_values_name_the_key(write_recipe, tiny_raw, key, value, msg):
     with pytest.raises(NmtError, match=rf"'{key}' {msg}"):
         load_config(write_recipe(tiny_raw), [f"{key}={value}"])

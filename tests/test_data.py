@@ -30,7 +30,11 @@ def write_pair(directory, prefix, pairs, gz=False):
 def corpus_dir(tmp_path):
     splits = toy.generate(5, 300, 20, 15)
     d = tmp_path / "corpus"
-    train = splits["train"] + [("", "leer"), ("   ", "  "), ("kurz", " ".join(["x"] * 40))]
+    train = splits["train"] + [
+        ("", "leer"),
+        ("   ", "  "),
+        ("kurz", " ".join(["x"] * 40)),
+    ]
     write_pair(d, "train", train, gz=True)
     write_pair(d, "valid", splits["valid"])
     write_pair(d, "test_a", splits["test"])
@@ -39,17 +43,28 @@ def corpus_dir(tmp_path):
 
 
 def files_config(make_config, directory, **data):
-    return make_config(data={"source": "files", "src_lang": "de", "tgt_lang": "en",
-                             "files": {"dir": str(directory), "test": ["test_a", "test_b"]},
-                             "max_ratio": 4.0, **data})
+    return make_config(
+        data={
+            "source": "files",
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "files": {"dir": str(directory), "test": ["test_a", "test_b"]},
+            "max_ratio": 4.0,
+            **data,
+        }
+    )
 
 
 def test_files_source_counts_and_tests(make_config, corpus_dir):
     logs = []
     c = prepare(files_config(make_config, corpus_dir), logs.append)
     counts = c.stats["counts"]["train"]
-    assert counts == {"read": 303, "empty_or_duplicate": 2, "too_long_or_ratio": 1,
-                      "kept": 300}
+    assert counts == {
+        "read": 303,
+        "empty_or_duplicate": 2,
+        "too_long_or_ratio": 1,
+        "kept": 300,
+    }
     assert [name for name, _ in c.tests] == ["test_a", "test_b"]
     assert [len(t) for _, t in c.tests] == [15, 5]
     assert any("2 empty" in m and "1 over max_len/max_ratio" in m for m in logs)
@@ -60,8 +75,15 @@ def test_dedup_is_counted(make_config, tmp_path):
     write_pair(tmp_path / "d", "train", pairs["train"] * 2)
     write_pair(tmp_path / "d", "valid", pairs["valid"])
     write_pair(tmp_path / "d", "test", pairs["test"])
-    cfg = make_config(data={"source": "files", "src_lang": "de", "tgt_lang": "en",
-                            "dedup": True, "files": {"dir": str(tmp_path / "d")}})
+    cfg = make_config(
+        data={
+            "source": "files",
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "dedup": True,
+            "files": {"dir": str(tmp_path / "d")},
+        }
+    )
     counts = prepare(cfg, quiet).stats["counts"]["train"]
     assert counts["kept"] == len(set(pairs["train"]))
 
@@ -70,9 +92,18 @@ def test_tsv_source(make_config, tmp_path):
     pairs = toy.generate(5, 200, 10, 10)
     for name, rows in pairs.items():
         (tmp_path / f"{name}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
-    cfg = make_config(data={"source": "files", "files": {
-        "dir": str(tmp_path), "format": "tsv", "train": "train.tsv", "valid": "valid.tsv",
-        "test": ["test.tsv"]}})
+    cfg = make_config(
+        data={
+            "source": "files",
+            "files": {
+                "dir": str(tmp_path),
+                "format": "tsv",
+                "train": "train.tsv",
+                "valid": "valid.tsv",
+                "test": ["test.tsv"],
+            },
+        }
+    )
     c = prepare(cfg, quiet)
     assert len(c.splits["train"]) == 200 and c.tests[0][0] == "test.tsv"
 
@@ -104,15 +135,23 @@ def test_missing_file(make_config, tmp_path):
 def _save_hub(tmp_path, layout):
     splits = toy.generate(5, 200, 10, 10)
     out = {}
-    for name, rows in (("train", splits["train"]), ("validation", splits["valid"]),
-                       ("test", splits["test"])):
+    for name, rows in (
+        ("train", splits["train"]),
+        ("validation", splits["valid"]),
+        ("test", splits["test"]),
+    ):
         if layout == "translation":
             out[name] = datasets.Dataset.from_dict(
-                {"translation": [{"de": s, "en": t} for s, t in rows]})
+                {"translation": [{"de": s, "en": t} for s, t in rows]}
+            )
         else:
             out[name] = datasets.Dataset.from_dict(
-                {"de": [s for s, _ in rows], "en": [t for _, t in rows],
-                 "id": list(range(len(rows)))})
+                {
+                    "de": [s for s, _ in rows],
+                    "en": [t for _, t in rows],
+                    "id": list(range(len(rows))),
+                }
+            )
     path = tmp_path / f"hub_{layout}"
     datasets.DatasetDict(out).save_to_disk(str(path))
     return path, splits
@@ -121,8 +160,14 @@ def _save_hub(tmp_path, layout):
 @pytest.mark.parametrize("layout", ["translation", "columns"])
 def test_hub_source_through_saved_dataset(make_config, tmp_path, layout):
     path, splits = _save_hub(tmp_path, layout)
-    cfg = make_config(data={"source": "hub", "src_lang": "de", "tgt_lang": "en",
-                            "hub": {"path": str(path)}})
+    cfg = make_config(
+        data={
+            "source": "hub",
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "hub": {"path": str(path)},
+        }
+    )
     c = prepare(cfg, quiet)
     assert len(c.splits["train"]) == 200
     assert list(c.splits["valid"]["src"]) == [s for s, _ in splits["valid"]]
@@ -130,21 +175,32 @@ def test_hub_source_through_saved_dataset(make_config, tmp_path, layout):
 
 
 def test_unreachable_hub_says_how_to_use_files(make_config, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = make_config(data={"source": "hub", "hub": {"path": "no-such-user/no-such-set"}})
-    with pytest.raises(NmtError, match=r"cannot load hub dataset 'no-such-user/no-such-set'"
-                                       r".*data.source=files"):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # no retries
+    cfg = make_config(
+        data={"source": "hub", "hub": {"path": "no-such-user/no-such-set"}}
+    )
+    with pytest.raises(
+        NmtError,
+        match=r"cannot load hub dataset 'no-such-user/no-such-set'"
+        r".*data.source=files",
+    ):
         prepare(cfg, quiet)
 
 
 @needs_shared_data
 def test_multi30k_from_shared_data(make_config):
     cfg = make_config(
-        data={"source": "files", "src_lang": "de", "tgt_lang": "en",
-              "files": {"dir": str(SHARED_DATA / "multi30k"),
-                        "test": ["test2016", "test2017", "test2017mscoco"]}},
-        tokenizer={"vocab_size": 4000, "input_sentence_size": 20000})
+        data={
+            "source": "files",
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "files": {
+                "dir": str(SHARED_DATA / "multi30k"),
+                "test": ["test2016", "test2017", "test2017mscoco"],
+            },
+        },
+        tokenizer={"vocab_size": 4000, "input_sentence_size": 20000},
+    )
     c = prepare(cfg, quiet)
     n = c.stats["counts"]
     assert n["train"]["read"] == 29000 and n["train"]["kept"] > 28500

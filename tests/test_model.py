@@ -61,18 +61,24 @@ def test_shapes_and_lstm_forget_bias(dec):
     assert torch.all(bias[6:12] == 1.0)
 
 
-@pytest.mark.parametrize("dec,cond", [("gru", "cho"), ("lstm", "cho"), ("lstm", "sutskever")])
+@pytest.mark.parametrize(
+    "dec,cond", [("gru", "cho"), ("lstm", "cho"), ("lstm", "sutskever")]
+)
 def test_encoder_padding_invariance(dec, cond):
     model = small_model(dec, cond)
     alone, alone_len = source_tensor([[4, 5, 6]], reverse=False)
-    batch, batch_len = source_tensor([[4, 5, 6], [7, 8, 9, 10, 11, 12, 13]], reverse=False)
+    batch, batch_len = source_tensor(
+        [[4, 5, 6], [7, 8, 9, 10, 11, 12, 13]], reverse=False
+    )
     a = model.encode(alone, alone_len)
     b = model.encode(batch, batch_len)
     assert torch.allclose(a.context[0], b.context[0], atol=1e-6)
     assert torch.allclose(a.hidden[:, 0], b.hidden[:, 0], atol=1e-6)
 
 
-@pytest.mark.parametrize("dec,cond", [("gru", "cho"), ("lstm", "cho"), ("gru", "sutskever")])
+@pytest.mark.parametrize(
+    "dec,cond", [("gru", "cho"), ("lstm", "cho"), ("gru", "sutskever")]
+)
 def test_fused_training_equals_step_by_step(dec, cond):
     """The one-call teacher-forced decoder computes what step() computes."""
     model = small_model(dec, cond)

@@ -14,17 +14,26 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import TINY, _merge
-from tests.test_cli import ROOT, nmt
+from tests.conftest import ROOT, TINY, _merge, nmt
 
 STEPS = 40
 
 
 def recipe(tmp: Path, name: str, **extra) -> Path:
-    raw = _merge(TINY, {"workdir": str(tmp / name),
-                        "model": {"encoder": {"dropout": 0.2}, "decoder": {"dropout": 0.2}},
-                        "train": {"max_steps": STEPS, "save_every": 5, "valid_every": 10,
-                                  "keep_last": 3, "batch_tokens": 200}})
+    raw = _merge(
+        TINY,
+        {
+            "workdir": str(tmp / name),
+            "model": {"encoder": {"dropout": 0.2}, "decoder": {"dropout": 0.2}},
+            "train": {
+                "max_steps": STEPS,
+                "save_every": 5,
+                "valid_every": 10,
+                "keep_last": 3,
+                "batch_tokens": 200,
+            },
+        },
+    )
     raw = _merge(raw, extra)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -37,8 +46,12 @@ def params(workdir: Path) -> dict:
 
 def start_and_wait(path: Path, ckpt: Path, sig: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nmt", "train", str(path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", "train", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     while not ckpt.exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -102,8 +115,15 @@ def test_average_last_k_and_translate(uninterrupted):
     a, b = (torch.load(p, weights_only=True)["model"] for p in kept[-2:])
     for k in a:
         assert torch.allclose(avg["model"][k], (a[k] + b[k]) / 2, atol=1e-6)
-    out = nmt("translate", model, "--checkpoint", "averaged.pt", "--beam", "2",
-              stdin=b"da vaim skousts saifen.\n\nun pelainut dat.\n")
+    out = nmt(
+        "translate",
+        model,
+        "--checkpoint",
+        "averaged.pt",
+        "--beam",
+        "2",
+        stdin=b"da vaim skousts saifen.\n\nun pelainut dat.\n",
+    )
     assert out.returncode == 0, out.stderr.decode()
     assert len(out.stdout.decode().split("\n")) == 4
 
@@ -111,25 +131,47 @@ def test_average_last_k_and_translate(uninterrupted):
 def test_torchrun_two_processes_equal_one(tmp_path):
     """Two gloo processes with half a batch each make the first update of one
     process with the whole batch."""
-    extra = {"model": {"encoder": {"dropout": 0.0}, "decoder": {"dropout": 0.0}},
-             "train": {"max_steps": 1, "valid_every": 1000, "batch_tokens": 400}}
+    extra = {
+        "model": {"encoder": {"dropout": 0.0}, "decoder": {"dropout": 0.0}},
+        # plain SGD: Adam's first step (g / |g|) would amplify float noise
+        "train": {
+            "max_steps": 1,
+            "valid_every": 1000,
+            "batch_tokens": 400,
+            "optimizer": "sgd",
+            "lr": 0.5,
+        },
+    }
     one = recipe(tmp_path, "one", **extra)
     two = recipe(tmp_path, "two", **extra)
     res = nmt("train", one)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         "--nproc_per_node=2", "-m", "nmt", "train", str(two)],
-        env=env, capture_output=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "nmt",
+            "train",
+            str(two),
+        ],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     a, b = params(tmp_path / "one"), params(tmp_path / "two")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
     for name in ("one", "two"):  # both made exactly one real update
         ck = torch.load(tmp_path / name / "model" / "last.pt", weights_only=True)
-        steps = {float(s["step"]) for s in ck["optimizer"]["state"].values()}
-        assert ck["step"] == 1 and steps == {1.0} and ck["tokens"] > 0
-    log = [json.loads(x) for x in (tmp_path / "two" / "model" / "log.jsonl").read_text()
-           .splitlines()]
+        assert ck["step"] == 1 and ck["tokens"] > 0 and ck["skipped"] == 0
+    log = [
+        json.loads(x)
+        for x in (tmp_path / "two" / "model" / "log.jsonl").read_text().splitlines()
+    ]
     assert log and all(r["step"] == 1 for r in log if r["type"] == "valid")

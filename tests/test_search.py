@@ -33,7 +33,9 @@ def test_beam_one_equals_greedy(dec):
             assert x[0][1] == pytest.approx(y[0][1], abs=1e-4)
 
 
-@pytest.mark.parametrize("fn,kw", [(greedy, {}), (beam_search, {"beam": 4, "alpha": 1.0})])
+@pytest.mark.parametrize(
+    "fn,kw", [(greedy, {}), (beam_search, {"beam": 4, "alpha": 1.0})]
+)
 def test_batch_equals_one_by_one(fn, kw):
     model = sharpen(small_model("gru", seed=1))
     together = run(fn, model, SRC, **kw)

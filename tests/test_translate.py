@@ -1,0 +1,152 @@
+"""Translator API, ensembles, forced-decoding scores and significance tests."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+from nmt.data import prepare
+from nmt.scoring import corpus_perplexity, score_pairs
+from nmt.trainer import Trainer
+from nmt.translate import Translator
+from tests.conftest import nmt
+
+SENTS = [
+    "da vaim skousts saifen.",
+    "",
+    "   ",
+    "dei pails getul pelainut da skasaimil.",
+    "un pelainut dat.",
+]
+
+
+def model_dir(trained):
+    return trained[0] / "work" / "model"
+
+
+def test_api_one_line_per_input_and_batch_invariance(trained):
+    for beam in (1, 3):
+        tr = Translator.load(model_dir(trained), beam=beam, device="cpu")
+        together = tr.translate(SENTS)
+        alone = [tr.translate([s])[0] for s in SENTS]
+        assert together == alone
+        assert len(together) == len(SENTS) and together[1] == "" and together[2] == ""
+
+
+def test_ensemble_of_one_equals_the_model(trained):
+    d = model_dir(trained)
+    single = Translator.load(d, beam=3).translate_nbest(SENTS)
+    ens = Translator.load([d, d], beam=3).translate_nbest(SENTS)
+    assert [[t for t, _ in h] for h in single] == [[t for t, _ in h] for h in ens]
+    for a, b in zip(single, ens):
+        assert a[0][1] == pytest.approx(b[0][1], abs=1e-4)
+    out = nmt("translate", d, d, "--beam", "2", stdin="\n".join(SENTS).encode() + b"\n")
+    assert out.returncode == 0 and len(out.stdout.decode().splitlines()) == len(SENTS)
+
+
+def test_ensemble_needs_same_vocabulary(make_config, trained):
+    cfg = make_config(tokenizer={"vocab_size": 250}, train={"max_steps": 2})
+    Trainer(cfg, prepare(cfg, lambda *_: None), log=lambda *_: None).train()
+    out = nmt("translate", model_dir(trained), cfg.model_dir, stdin=b"x\n")
+    assert out.returncode == 2
+    assert "target vocabulary" in out.stderr.decode()
+
+
+def test_score_perplexity_matches_validation(trained):
+    d = model_dir(trained)
+    tmp = trained[0]
+    split = prepare(_config(trained), lambda *_: None).splits["valid"]
+    tr = Translator.load(d, checkpoint="last.pt")
+    scores = score_pairs(tr, list(split["src"]), list(split["tgt"]))
+    last = [
+        json.loads(x)
+        for x in (d / "log.jsonl").read_text().splitlines()
+        if json.loads(x)["type"] == "valid"
+    ][-1]
+    assert corpus_perplexity(scores) == pytest.approx(last["ppl"], rel=1e-4)
+    src, tgt = tmp / "s.txt", tmp / "t.txt"
+    src.write_text("".join(s + "\n" for s in split["src"]))
+    tgt.write_text("".join(t + "\n" for t in split["tgt"]))
+    out = nmt("score", d, "--src", src, "--tgt", tgt, "--checkpoint", "last.pt")
+    rows = out.stdout.decode().splitlines()
+    assert len(rows) == len(split)
+    lp, ppl = map(float, rows[0].split("\t"))
+    assert lp < 0 and ppl == pytest.approx(math.exp(-lp / scores[0][1]), rel=1e-3)
+    m = re.search(r"corpus perplexity ([0-9.]+)", out.stderr.decode())
+    assert m and float(m.group(1)) == pytest.approx(last["ppl"], rel=1e-3)
+
+
+def _config(trained):
+    from nmt.config import load_config
+
+    return load_config(trained[1])
+
+
+def test_compare_agrees_with_sacrebleu(tmp_path):
+    refs = [f"the cat number {i} sat on the mat today" for i in range(60)]
+    a = [r if i % 3 else r.replace("cat", "dog") for i, r in enumerate(refs)]
+    b = [
+        r if i % 2 else r.replace("mat", "rug").replace("sat", "lay")
+        for i, r in enumerate(refs)
+    ]
+    for name, lines in (("ref", refs), ("a", a), ("b", b)):
+        (tmp_path / name).write_text("".join(x + "\n" for x in lines))
+    ours = nmt(
+        "evaluate",
+        "--ref",
+        tmp_path / "ref",
+        "--hyp",
+        tmp_path / "a",
+        "--compare",
+        tmp_path / "b",
+        "--json",
+    )
+    assert ours.returncode == 0, ours.stderr.decode()
+    res = json.loads(ours.stdout)["compare"]["bleu"]
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(tmp_path / "ref"),
+            "-i",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "-m",
+            "bleu",
+            "--paired-bs",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    base, other = json.loads(theirs.stdout)
+    assert res["p_value"] == pytest.approx(other["BLEU"]["p_value"], abs=1e-4)
+    assert res["p_value"] < 0.05 and res["significant"]
+    for ours_row, theirs_row in ((res["a"], base), (res["b"], other)):
+        assert ours_row["score"] == pytest.approx(theirs_row["BLEU"]["score"], abs=0.01)
+        assert ours_row["mean"] == pytest.approx(theirs_row["BLEU"]["mean"], abs=0.01)
+        assert ours_row["ci"] == pytest.approx(theirs_row["BLEU"]["ci"], abs=0.01)
+
+
+def test_sentence_scores(tmp_path):
+    (tmp_path / "r").write_text("a b c d\nthe cat sat\n")
+    (tmp_path / "h").write_text("a b c d\nthe dog sat\n")
+    out = nmt(
+        "evaluate",
+        "--ref",
+        tmp_path / "r",
+        "--hyp",
+        tmp_path / "h",
+        "--sentence",
+        "--json",
+    )
+    per = json.loads(out.stdout)["per_sentence"]
+    assert per[0]["bleu"] == 100.0 and per[1]["bleu"] < 100.0
