@@ -29,8 +29,10 @@ class Batch:
     def to(self, device: torch.device) -> Batch:
         nb = device.type == "cuda"
 
-        def mv(t):
-            return None if t is None else t.to(device, non_blocking=nb)
+        def mv(t):  # pinned host memory lets the copy overlap with GPU work
+            if t is None:
+                return None
+            return (t.pin_memory() if nb else t).to(device, non_blocking=nb)
 
         # src_len stays on the CPU: pack_padded_sequence wants it there
         return Batch(

@@ -118,6 +118,9 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_choice("auto", "cpu", "cuda"))
     seed: int = 1
     threads: int = field(default=0, metadata=_range(0))  # 0: torch's default
+    precision: str = field(
+        default="auto", metadata=_choice("auto", "fp32", "bf16", "fp16")
+    )  # auto: bf16 autocast on CUDA, fp32 on CPU
     optimizer: str = field(default="adam", metadata=_choice("adam", "sgd"))
     lr: float = field(default=0.001, metadata=_range(0.0))
     momentum: float = field(default=0.0, metadata=_range(0.0, 1.0))

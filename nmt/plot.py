@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 
-def plot_log(log_path: Path, png_path: Path) -> None:
+def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,9 +44,9 @@ def plot_log(log_path: Path, png_path: Path) -> None:
             label="valid BLEU (greedy)",
         )
         ax2.set_ylabel("BLEU")
-        ax2.legend(loc="center right")
+        ax2.legend(loc="lower right")
     ax.legend(loc="upper right")
-    ax.set_title(png_path.parent.parent.name)
+    ax.set_title(title or png_path.parent.parent.name)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

@@ -70,6 +70,17 @@ class Trainer:
                 params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
             )
         self.schedule = Schedule(t)
+        self.precision = t.precision
+        if t.precision == "auto":
+            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise NmtError(
+                "train.precision: fp16 needs a CUDA device; use fp32 or bf16"
+            )
+        # a no-op unless fp16: scales the loss so small gradients do not underflow
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.precision == "fp16"
+        )
         train = corpus.splits["train"]
         self.src_len = train.data.column("src_len").to_numpy()
         self.tgt_len = train.data.column("tgt_len").to_numpy()
@@ -88,6 +99,7 @@ class Trainer:
     def state(self) -> dict:
         cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
         return {
+            "scaler": self.scaler.state_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -107,6 +119,8 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["schedule"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
         for k in _COUNTERS:
             setattr(self, k, ck[k])
         torch.set_rng_state(ck["rng"].cpu())
@@ -144,9 +158,10 @@ class Trainer:
         return b.to(self.device)
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _update(self, batches: list[Batch], lr: float) -> float | None:
         """One optimizer step over `batches` (accumulated); mean token loss or None."""
@@ -157,14 +172,16 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for i, b in enumerate(batches):
-            sync = i == len(batches) - 1 or not self.dist.enabled
-            with nullcontext() if sync else self.net.no_sync(), self._autocast():
-                # DDP averages gradients over ranks: scale so the result is the
-                # gradient of the global mean token loss
-                loss = self.net(b, self.cfg.train.label_smoothing) * (
-                    self.dist.world / n_global
-                )
-            loss.backward()
+            last = i == len(batches) - 1
+            # gradients are all-reduced once per update, after the last micro-batch
+            with nullcontext() if last or not self.dist.enabled else self.net.no_sync():
+                with self._autocast():
+                    # DDP averages gradients over ranks: scale so the result is
+                    # the gradient of the global mean token loss
+                    loss = self.net(b, self.cfg.train.label_smoothing) * (
+                        self.dist.world / n_global
+                    )
+                self.scaler.scale(loss).backward()
             total += loss.detach()
         mean = self.dist.sum(float(total)) / self.dist.world
         if not math.isfinite(mean):
@@ -178,11 +195,13 @@ class Trainer:
                 )
             return None
         self.bad_steps = 0
+        self.scaler.unscale_(self.opt)
         if self.cfg.train.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(), self.cfg.train.clip_norm
             )
-        self.opt.step()
+        self.scaler.step(self.opt)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
         self.tokens += int(n_global)
         return mean
 
@@ -281,7 +300,9 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
         if self.dist.main:
-            plot_log(self.dir / "log.jsonl", self.dir / "training_curve.png")
+            plot_log(
+                self.dir / "log.jsonl", self.dir / "training_curve.png", self.cfg.name
+            )
         summary = {
             "status": status,
             "steps": self.step,

@@ -73,3 +73,33 @@ def test_same_seed_same_model(make_config):
 
     a, b = train_once(), train_once()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_losses_are_skipped_then_stop(make_config, monkeypatch):
+    import nmt.trainer as trainer_mod
+    from nmt.errors import NmtError
+    from nmt.model import Seq2Seq
+
+    real = Seq2Seq.forward
+    calls = {"n": 0}
+
+    def flaky(self, batch, label_smoothing=0.0):
+        calls["n"] += 1
+        loss = real(self, batch, label_smoothing)
+        return loss * float("nan") if calls["n"] in (2, 3) else loss
+
+    monkeypatch.setattr(Seq2Seq, "forward", flaky)
+    cfg = make_config(train={"max_steps": 6, "valid_every": 100})
+    Trainer(cfg, prepare(cfg, quiet), log=quiet).train()
+    ck = torch.load(cfg.model_dir / "last.pt", weights_only=True)
+    assert ck["skipped"] == 2 and ck["step"] == 6
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+    monkeypatch.setattr(
+        Seq2Seq, "forward", lambda self, b, ls=0.0: real(self, b, ls) * float("inf")
+    )
+    monkeypatch.setattr(trainer_mod, "MAX_BAD_STEPS", 3)
+    cfg = make_config(workdir=str(cfg.model_dir.parent.parent / "w2"))
+    with pytest.raises(NmtError, match="3 non-finite losses in a row"):
+        Trainer(cfg, prepare(cfg, quiet), log=quiet).train()
+    assert (cfg.model_dir / "last.pt").exists()
