@@ -79,17 +79,22 @@ def beam_search(
     state = model.encode(src, src_len).reorder(
         torch.arange(n, device=dev).repeat_interleave(k)
     )
-    scores = torch.full((n, k), -math.inf, device=dev)
+    scores = torch.full((n, k), -math.inf, device=dev)  # live hypotheses, summed
     scores[:, 0] = 0.0
     hist = torch.zeros(n * k, 0, dtype=torch.long, device=dev)
     prev = torch.full((n * k,), BOS, dtype=torch.long, device=dev)
-    sent = list(range(n))  # original index of each active sentence
-    limits = max_len.tolist()
+    sent = torch.arange(n, device=dev)  # original index of each active sentence
+    limit = max_len.to(dev)
+    # bound on the normalised score any continuation can reach: s / lp(limit)
+    lp_limit = (
+        _penalty(limit.float(), alpha) if alpha > 0 else torch.ones(n, device=dev)
+    )
+    fin_top = torch.full((n, nbest), -math.inf, device=dev)  # best finished, sorted
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
     for t in range(int(max_len.max())):
         logp, state = model.decoder.step(prev, state)  # [m * K, V]
-        m, v = len(sent), logp.size(-1)
-        at_limit = torch.tensor([limits[s] <= t + 1 for s in sent], device=dev)
+        m, v = sent.numel(), logp.size(-1)
+        at_limit = limit[sent] <= t + 1
         if bool(at_limit.any()):  # only EOS may follow at the limit
             rows = at_limit.repeat_interleave(k)
             eos_col = logp[:, EOS].clone()
@@ -99,49 +104,34 @@ def beam_search(
         top_s, top_i = cand.topk(2 * k, dim=1)  # [m, 2K]
         origin, tok = top_i // v, top_i % v
         is_eos = tok == EOS
-        # finish EOS candidates ranked in the top K
-        fin = is_eos.clone()
+        # EOS candidates ranked in the top K finish
+        fin = is_eos & torch.isfinite(top_s)
         fin[:, k:] = False
-        fin &= torch.isfinite(top_s)
         if bool(fin.any()):
-            lp = _penalty(t + 1, alpha)
+            norm = top_s / _penalty(t + 1, alpha)
+            fin_top = torch.cat([fin_top, norm.masked_fill(~fin, -math.inf)], dim=1)
+            fin_top = fin_top.topk(nbest, dim=1).values
+            sent_l, norm_l = sent.tolist(), norm.tolist()
             for r, c in fin.nonzero().tolist():
                 toks = hist[r * k + origin[r, c]].tolist()
-                finished[sent[r]].append((toks, float(top_s[r, c]) / lp))
+                finished[sent_l[r]].append((toks, norm_l[r][c]))
         # the K best non-EOS candidates stay alive
-        live_s = top_s.masked_fill(is_eos, -math.inf)
-        live_s, pick = live_s.topk(k, dim=1)
+        live_s, pick = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)
         origin, tok = origin.gather(1, pick), tok.gather(1, pick)
-        # stopping test, per sentence
-        best_live = live_s[:, 0]
-        bound = (
-            best_live / _penalty(torch.tensor(limits)[sent].to(dev).float(), alpha)
-            if alpha > 0
-            else best_live
-        )
-        done = []
-        for r, s in enumerate(sent):
-            f = finished[s]
-            if at_limit[r] or not math.isfinite(float(best_live[r])):
-                done.append(True)
-                continue
-            if len(f) >= nbest:
-                f.sort(key=lambda h: -h[1])
-                done.append(f[nbest - 1][1] >= float(bound[r]))
-            else:
-                done.append(False)
         index = (torch.arange(m, device=dev).unsqueeze(1) * k + origin).view(-1)
         hist = torch.cat([hist.index_select(0, index), tok.view(-1, 1)], dim=1)
         scores, prev = live_s, tok.view(-1)
-        if all(done):
+        # a sentence is done when its nbest-th finished hypothesis beats the bound
+        best_live = live_s[:, 0]
+        done = at_limit | ~torch.isfinite(best_live)
+        done |= fin_top[:, -1] >= best_live / lp_limit[sent]
+        if bool(done.all()):
             break
-        if any(done):
-            keep = [r for r, d in enumerate(done) if not d]
-            rows = torch.tensor([r * k + j for r in keep for j in range(k)], device=dev)
-            index = index.index_select(0, rows)
-            hist, prev = hist.index_select(0, rows), prev.index_select(0, rows)
-            scores = scores[torch.tensor(keep, device=dev)]
-            sent = [sent[r] for r in keep]
+        if bool(done.any()):
+            keep = (~done).nonzero(as_tuple=True)[0]
+            rows = (keep.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
+            index, hist, prev = index[rows], hist[rows], prev[rows]
+            scores, sent, fin_top = scores[keep], sent[keep], fin_top[keep]
         state = state.reorder(index)
     out = []
     for f in finished:

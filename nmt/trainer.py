@@ -375,6 +375,7 @@ class Trainer:
                         "loss": round(win_loss / win_n, 4),
                         "lr": lr,
                         "tok_s": round(self.tokens / self.elapsed),
+                        "skipped": self.skipped,  # updates skipped (non-finite loss)
                         "elapsed": round(self.elapsed, 1),
                     }
                     self._write_log(rec)
