@@ -38,10 +38,10 @@ def train_speed(cfg, corpus, steps: int) -> float:
     )
     batches = [tr._batch(order[i % len(order)]) for i in range(steps + 10)]
     for b in batches[:10]:
-        tr._update(b, t.lr)
+        tr._update([b], t.lr)
     start = time.perf_counter()
     for b in batches[10:]:
-        tr._update(b, t.lr)
+        tr._update([b], t.lr)
     return sum(b.n_tgt_tokens for b in batches[10:]) / (time.perf_counter() - start)
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     except Exception as e:  # no trained model: training speed only
         print(f"(no trained model in {model_dir}: {e})")
         return
-    for beam in (1, 5):
+    for beam in (1, 5, 10):
         sps, tps, b = translate_speed(model_dir, corpus, beam)
         kind = "greedy" if beam == 1 else f"beam {beam}"
         print(
