@@ -103,3 +103,20 @@ def test_non_finite_losses_are_skipped_then_stop(make_config, monkeypatch):
     with pytest.raises(NmtError, match="3 non-finite losses in a row"):
         Trainer(cfg, prepare(cfg, quiet), log=quiet).train()
     assert (cfg.model_dir / "last.pt").exists()
+
+
+def test_bf16_autocast_path_runs_on_cpu(make_config):
+    """The mixed-precision path (bf16 autocast, as on CUDA) trains and validates."""
+    cfg = make_config(train={"precision": "bf16", "max_steps": 3, "valid_every": 3})
+    summary = Trainer(cfg, prepare(cfg, quiet), log=quiet).train()
+    assert summary["steps"] == 3 and summary["skipped_updates"] == 0
+    ck = torch.load(cfg.model_dir / "last.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ck["model"].values())  # fp32 master
+
+
+def test_fp16_needs_cuda(make_config):
+    from nmt.errors import NmtError
+
+    cfg = make_config(train={"precision": "fp16", "device": "cpu"})
+    with pytest.raises(NmtError, match="fp16 needs a CUDA device"):
+        Trainer(cfg, prepare(cfg, quiet), log=quiet)
