@@ -187,12 +187,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     if a.compare:
         for m, r in out["compare"].items():
             print(
-                f"{m}: A {r['a']['mean']:.2f} ± {r['a']['ci']:.2f}, "
-                f"B {r['b']['score']:.2f} "
-                f"({r['b']['mean']:.2f} ± {r['b']['ci']:.2f}), p = {r['p_value']:.4f}: "
+                f"{m}: A {_ci(r['a'])}, B {_ci(r['b'])}, p = {r['p_value']:.4f}: "
                 f"{'significant' if r['significant'] else 'not significant'} at 0.05"
             )
         print(next(iter(out["compare"].values()))["signature"])
+
+
+def _ci(r: dict) -> str:
+    """score (bootstrap mean ± 95% interval)"""
+    return f"{r['score']:.2f} ({r['mean']:.2f} ± {r['ci']:.2f})"
 
 
 def cmd_score(a: argparse.Namespace) -> None:
