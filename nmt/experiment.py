@@ -27,7 +27,7 @@ def baselines(cfg: Config, corpus: Corpus) -> dict:
     return out
 
 
-def evaluate_tests(cfg: Config, corpus: Corpus, log=print) -> list[dict]:
+def evaluate_tests(cfg: Config, corpus: Corpus) -> list[dict]:
     tr = Translator.load(cfg.model_dir, beam=cfg.decode.beam)
     results = []
     for name, test in corpus.tests:
@@ -69,7 +69,7 @@ def run(cfg: Config, resume: bool = False, log=print) -> dict:
         + ", ".join(f"{k} {v:.2f}" for k, v in base.items())
     )
     summary = Trainer(cfg, corpus, resume=resume, log=log).train()
-    results = evaluate_tests(cfg, corpus, log)
+    results = evaluate_tests(cfg, corpus)
     out = {
         "name": cfg.name,
         "tests": results,

@@ -44,6 +44,8 @@ def translate_ids(
     """
     out: Hyps = [[([], 0.0)] for _ in src]
     real = [i for i, s in enumerate(src) if s]
+    if progress and len(real) < len(src):
+        progress(len(src) - len(real))  # empty lines are done already
     if not real:
         return out
     lens = np.array([len(src[i]) for i in real])
