@@ -32,15 +32,23 @@ class DecoderState:
     hidden: torch.Tensor  # [L, N, H]
     cell: torch.Tensor | None  # [L, N, H] for an LSTM decoder, else None
     context: torch.Tensor  # [N, C]
+    # Search only (Cho conditioning): the context's constant share of the first
+    # layer's input gates (bias included) and of the readout, computed once.
+    ctx_gates: torch.Tensor | None = None  # [N, G * H]
+    ctx_read: torch.Tensor | None = None  # [N, R]
 
     def reorder(self, index: torch.Tensor) -> DecoderState:
         """Select (and repeat) batch rows: beam search and finished sentences."""
-        cell = None if self.cell is None else self.cell.index_select(1, index)
-        return replace(
-            self,
-            hidden=self.hidden.index_select(1, index),
-            cell=cell,
-            context=self.context.index_select(0, index),
+
+        def rows(x: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
+            return None if x is None else x.index_select(dim, index)
+
+        return DecoderState(
+            hidden=rows(self.hidden, 1),
+            cell=rows(self.cell, 1),
+            context=rows(self.context),
+            ctx_gates=rows(self.ctx_gates),
+            ctx_read=rows(self.ctx_read),
         )
 
 
@@ -153,14 +161,60 @@ class Decoder(nn.Module):
     def step(
         self, prev: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState]:
-        """prev [N] token ids -> log-probabilities [N, V] (float32), next state."""
-        e = self.embed(prev).unsqueeze(1)
-        h, new = self.rnn(self._rnn_input(e, state.context), self._rnn_state(state))
-        logits = self._logits(h[:, 0], e[:, 0], state.context)
-        hidden, cell = new if self.lstm else (new, None)
-        return F.log_softmax(logits.float(), dim=-1), replace(
-            state, hidden=hidden, cell=cell
+        """prev [N] token ids -> log-probabilities [N, V] (float32), next state.
+
+        For inference (no dropout). The cells are written out so that the
+        context's share of the input gates and readout is computed once per
+        sentence instead of at every step; the result equals the fused `forward`.
+        """
+        if not self.cho:
+            e = self.embed(prev).unsqueeze(1)
+            h, new = self.rnn(e, self._rnn_state(state))
+            hidden, cell = new if self.lstm else (new, None)
+            logits = self._logits(h[:, 0], e[:, 0], state.context)
+            return F.log_softmax(logits.float(), dim=-1), replace(
+                state, hidden=hidden, cell=cell
+            )
+        if state.ctx_gates is None:
+            state = self._precompute(state)
+        e = self.embed(prev)
+        x, hs, cs = e, [], []
+        for k in range(self.rnn.num_layers):
+            w_ih = getattr(self.rnn, f"weight_ih_l{k}")
+            w_hh = getattr(self.rnn, f"weight_hh_l{k}")
+            b_hh = getattr(self.rnn, f"bias_hh_l{k}")
+            if k == 0:  # [e; c]: the c part is in ctx_gates
+                gi = torch.addmm(state.ctx_gates, e, w_ih[:, : e.size(1)].t())
+            else:
+                gi = F.linear(x, w_ih, getattr(self.rnn, f"bias_ih_l{k}"))
+            gh = F.linear(state.hidden[k], w_hh, b_hh)
+            if self.lstm:
+                i, f, g, o = (gi + gh).chunk(4, dim=1)
+                c = torch.sigmoid(f) * state.cell[k] + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(c)
+                cs.append(c)
+            else:
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                r = torch.sigmoid(i_r + h_r)
+                z = torch.sigmoid(i_z + h_z)
+                n = torch.tanh(i_n + r * h_n)
+                x = n + z * (state.hidden[k] - n)
+            hs.append(x)
+        r = self.read_h(x) + self.read_e(e) + state.ctx_read
+        logits = self.out(torch.tanh(r))
+        new = replace(
+            state,
+            hidden=torch.stack(hs),
+            cell=torch.stack(cs) if self.lstm else None,
         )
+        return F.log_softmax(logits.float(), dim=-1), new
+
+    def _precompute(self, state: DecoderState) -> DecoderState:
+        w_ih, b_ih = self.rnn.weight_ih_l0, self.rnn.bias_ih_l0
+        e_dim = self.embed.embedding_dim
+        gates = F.linear(state.context, w_ih[:, e_dim:], b_ih)
+        return replace(state, ctx_gates=gates, ctx_read=self.read_c(state.context))
 
 
 class Seq2Seq(nn.Module):

@@ -76,13 +76,11 @@ def beam_search(
     """
     k, n, dev = beam, src.size(0), src.device
     nbest = min(nbest, k)
-    state = model.encode(src, src_len).reorder(
-        torch.arange(n, device=dev).repeat_interleave(k)
-    )
-    scores = torch.full((n, k), -math.inf, device=dev)  # live hypotheses, summed
-    scores[:, 0] = 0.0
-    hist = torch.zeros(n * k, 0, dtype=torch.long, device=dev)
-    prev = torch.full((n * k,), BOS, dtype=torch.long, device=dev)
+    # one live hypothesis (BOS) per sentence at first: width 1, then K
+    state = model.encode(src, src_len)
+    scores = torch.zeros(n, 1, device=dev)  # live hypotheses, summed log-probs
+    hist = torch.zeros(n, 0, dtype=torch.long, device=dev)
+    prev = torch.full((n,), BOS, dtype=torch.long, device=dev)
     sent = torch.arange(n, device=dev)  # original index of each active sentence
     limit = max_len.to(dev)
     # bound on the normalised score any continuation can reach: s / lp(limit)
@@ -92,17 +90,22 @@ def beam_search(
     fin_top = torch.full((n, nbest), -math.inf, device=dev)  # best finished, sorted
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
     for t in range(int(max_len.max())):
-        logp, state = model.decoder.step(prev, state)  # [m * K, V]
-        m, v = sent.numel(), logp.size(-1)
+        logp, state = model.decoder.step(prev, state)  # [m * w, V]
+        m, w = scores.shape
+        # The global top 2K of score + logp is among each row's own top 2K, so
+        # rank those [m * w, 2K] instead of all m * w * V candidates.
+        row_s, row_i = logp.topk(min(2 * k, logp.size(1)), dim=1)
         at_limit = limit[sent] <= t + 1
         if bool(at_limit.any()):  # only EOS may follow at the limit
-            rows = at_limit.repeat_interleave(k)
-            eos_col = logp[:, EOS].clone()
-            logp[rows] = -math.inf
-            logp[rows, EOS] = eos_col[rows]
-        cand = (scores.view(-1, 1) + logp).view(m, k * v)
-        top_s, top_i = cand.topk(2 * k, dim=1)  # [m, 2K]
-        origin, tok = top_i // v, top_i % v
+            rows = at_limit.repeat_interleave(w)
+            row_s[rows] = -math.inf
+            row_s[rows, 0] = logp[rows, EOS]
+            row_i[rows, 0] = EOS
+        c = row_s.size(1)
+        cand = (scores.unsqueeze(2) + row_s.view(m, w, c)).view(m, w * c)
+        top_s, top_j = cand.topk(min(2 * k, w * c), dim=1)  # [m, 2K]
+        origin = top_j // c
+        tok = row_i.view(m, w * c).gather(1, top_j)
         is_eos = tok == EOS
         # EOS candidates ranked in the top K finish
         fin = is_eos & torch.isfinite(top_s)
@@ -112,13 +115,13 @@ def beam_search(
             fin_top = torch.cat([fin_top, norm.masked_fill(~fin, -math.inf)], dim=1)
             fin_top = fin_top.topk(nbest, dim=1).values
             sent_l, norm_l = sent.tolist(), norm.tolist()
-            for r, c in fin.nonzero().tolist():
-                toks = hist[r * k + origin[r, c]].tolist()
-                finished[sent_l[r]].append((toks, norm_l[r][c]))
+            for r, j in fin.nonzero().tolist():
+                toks = hist[r * w + origin[r, j]].tolist()
+                finished[sent_l[r]].append((toks, norm_l[r][j]))
         # the K best non-EOS candidates stay alive
         live_s, pick = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)
         origin, tok = origin.gather(1, pick), tok.gather(1, pick)
-        index = (torch.arange(m, device=dev).unsqueeze(1) * k + origin).view(-1)
+        index = (torch.arange(m, device=dev).unsqueeze(1) * w + origin).view(-1)
         hist = torch.cat([hist.index_select(0, index), tok.view(-1, 1)], dim=1)
         scores, prev = live_s, tok.view(-1)
         # a sentence is done when its nbest-th finished hypothesis beats the bound
