@@ -40,7 +40,8 @@ def translate_ids(
     """Token ids in, n-best (ids, score) per sentence out, in input order.
 
     Empty sources get an empty hypothesis without running the model. Sentences
-    are sorted by length and cut into batches of `decode.batch_tokens` source tokens.
+    are sorted by length and cut into batches of `decode.batch_tokens` source tokens
+    (divided by the beam size for beam search).
     """
     out: Hyps = [[([], 0.0)] for _ in src]
     real = [i for i, s in enumerate(src) if s]
@@ -51,7 +52,10 @@ def translate_ids(
     lens = np.array([len(src[i]) for i in real])
     was_training = model.training
     model.eval()
-    for idx in make_batches(lens, lens, decode.batch_tokens):
+    # A beam batch holds K hypotheses per sentence: keep the work per batch (and
+    # the [rows, vocabulary] score tensors) the size of a greedy batch.
+    budget = max(1, decode.batch_tokens // (1 if beam == 1 and nbest == 1 else beam))
+    for idx in make_batches(lens, lens, budget):
         rows = [real[i] for i in idx]
         s, s_len = source_tensor([src[r] for r in rows], reverse)
         limit = max_lengths(s_len, decode.max_len_a, decode.max_len_b)
