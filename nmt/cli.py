@@ -59,6 +59,18 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--attention-plot",
+        metavar="DIR",
+        help="write an attention heatmap PNG per sentence (attention models)",
+    )
+    p.add_argument(
+        "--plot-sentences",
+        type=int,
+        default=10,
+        metavar="N",
+        help="how many sentences --attention-plot draws, from the first (default 10)",
+    )
     p = sub.add_parser("average", help="average the last K numbered checkpoints")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
     p.add_argument("--last", type=int, default=5, help="how many checkpoints (K)")
@@ -133,6 +145,18 @@ def cmd_translate(a: argparse.Namespace) -> None:
         length_penalty=a.length_penalty,
         device=a.device,
     )
+    first: list[str] = []  # the lines --attention-plot draws
+    lines = read_lines(a.input)
+    if a.attention_plot:
+        tr.attention_model()  # no attention: say so before translating
+
+        def keep(it):
+            for line in it:
+                if len(first) < a.plot_sentences:
+                    first.append(line)
+                yield line
+
+        lines = keep(lines)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     with tqdm(
         total=total or None,
@@ -142,10 +166,18 @@ def cmd_translate(a: argparse.Namespace) -> None:
         dynamic_ncols=True,
         mininterval=1.0,
     ) as bar:
-        n = tr.translate_stream(read_lines(a.input), out.write, progress=bar.update)
+        n = tr.translate_stream(lines, out.write, progress=bar.update)
     out.flush()
     if a.output:
         out.close()
+    if a.attention_plot:
+        from nmt.plot import plot_attention
+
+        folder = Path(a.attention_plot)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (src, tgt, w) in enumerate(tr.attention_maps(first)):
+            plot_attention(src, tgt, w, folder / f"{i:05d}.png", f"line {i + 1}")
+        print(f"wrote {len(first)} attention plots to {folder}", file=sys.stderr)
     msg = f"translated {n} lines (beam {tr.beam})"
     if tr.truncated:
         limit = tr.config.data.max_len

@@ -107,7 +107,12 @@ class ModelConfig:
     embed_dim: int = field(default=256, metadata=_range(1))
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    attention: str = field(default="none", metadata=_choice("none"))
+    attention: str = field(
+        default="none", metadata=_choice("none", "bahdanau", "luong")
+    )
+    attention_score: str = field(default="general", metadata=_choice("general", "dot"))
+    attention_hidden: int = field(default=0, metadata=_range(0))  # 0: decoder.hidden
+    input_feeding: bool = False  # luong: the previous readout enters the RNN
     init: str = field(default="uniform", metadata=_choice("uniform", "xavier"))
     init_range: float = field(default=0.08, metadata=_range(0.0))
     tie_embeddings: bool = False  # share target embedding and output projection

@@ -1,4 +1,5 @@
-"""The training-curve picture: training loss and validation BLEU against steps."""
+"""Pictures: the training curve (loss and validation BLEU against steps) and
+attention heatmaps (source pieces x output pieces)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
         ax2.legend(loc="lower right")
     ax.legend(loc="upper right")
     ax.set_title(title or png_path.parent.parent.name)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_attention(
+    src: list[str], tgt: list[str], weights, png_path: Path, title: str = ""
+) -> None:
+    """weights [len(tgt), len(src)]: row t is where output piece t looked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w, h = max(4.0, 0.35 * len(src) + 1.5), max(3.0, 0.3 * len(tgt) + 1.5)
+    fig, ax = plt.subplots(figsize=(w, h))
+    im = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src)), src, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(tgt)), tgt, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

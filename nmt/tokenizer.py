@@ -46,6 +46,9 @@ class Tokenizer:
     def src_pieces(self, line: str) -> list[str]:
         return self.src.encode(line, out_type=str)
 
+    def src_pieces_of(self, ids: list[int]) -> list[str]:
+        return [self.src.id_to_piece(i) for i in ids]
+
     def tgt_pieces(self, ids: list[int]) -> list[str]:
         return [self.tgt.id_to_piece(i) for i in ids]
 

@@ -16,7 +16,7 @@ from nmt.config import Config, DecodeConfig, config_from_dict
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq, build_model
 from nmt.search import Hyps, beam_search, greedy, max_lengths
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import BOS, Tokenizer
 
 
 def pick_device(name: str) -> torch.device:
@@ -172,6 +172,56 @@ class Translator:
         for h in hyps:
             texts = self.tokenizer.decode_tgt([ids for ids, _ in h])
             out.append([(_one_line(t), sc) for t, (_, sc) in zip(texts, h)])
+        return out
+
+    def attention_model(self) -> Seq2Seq:
+        """The (first) model, if it has attention; an NmtError otherwise."""
+        model = getattr(self.model, "models", [self.model])[0]
+        if model.decoder.attn is None:
+            raise NmtError(
+                "attention plots need a model with attention "
+                "(this one has model.attention: none)"
+            )
+        return model
+
+    def attention_maps(
+        self, lines: list[str]
+    ) -> list[tuple[list[str], list[str], np.ndarray]]:
+        """For each line: source pieces (in the order the encoder reads them, EOS
+        last), output pieces (EOS last) and the attention weights [T, S] that the
+        model gave while producing that output (of the first model of an ensemble).
+        """
+        model = self.attention_model()
+        ids = self._encode(lines)
+        hyps = translate_ids(
+            self.model,
+            ids,
+            self.config.decode,
+            self.config.data.reverse_source,
+            self.device,
+            self.beam,
+        )
+        out = []
+        for src, h in zip(ids, hyps):
+            reverse = self.config.data.reverse_source
+            s, s_len = source_tensor([src], reverse)
+            tgt = h[0][0]
+            with torch.no_grad():
+                state = model.encode(s.to(self.device), s_len)
+                rows = []
+                for prev in [BOS, *tgt]:
+                    _, state = model.decoder.step(
+                        torch.tensor([prev], device=self.device), state
+                    )
+                    rows.append(state.weights[0].float().cpu().numpy())
+            src_ids = src[::-1] if reverse else src
+            out.append(
+                (
+                    [*self.tokenizer.src_pieces_of(src_ids), "</s>"],
+                    [*self.tokenizer.tgt_pieces(tgt), "</s>"],
+                    np.stack(rows),
+                )
+            )
         return out
 
     def translate(self, lines: list[str], progress=None) -> list[str]:

@@ -7,13 +7,22 @@ from nmt.config import ModelConfig
 from nmt.model import build_model
 from nmt.tokenizer import EOS, PAD
 
+# attention variants: (model.attention, model.attention_score, model.input_feeding)
+ATTENTION = [
+    ("luong", "general", False),
+    ("luong", "dot", True),
+    ("bahdanau", "general", False),
+]
 
-def small_model(dec="gru", cond="cho", layers=2, seed=0):
+
+def small_model(dec="gru", cond="cho", layers=2, seed=0, attention=None):
     torch.manual_seed(seed)
     cfg = ModelConfig(embed_dim=8)
+    if attention:
+        cfg.attention, cfg.attention_score, cfg.input_feeding = attention
     cfg.encoder.hidden, cfg.encoder.layers, cfg.encoder.dropout = 6, layers, 0.0
     cfg.decoder.type, cfg.decoder.conditioning = dec, cond
-    cfg.decoder.hidden, cfg.decoder.readout, cfg.decoder.dropout = 10, 12, 0.0
+    cfg.decoder.hidden, cfg.decoder.readout, cfg.decoder.dropout = 12, 12, 0.0
     cfg.decoder.layers = 2
     return build_model(cfg, 30, 25).eval()
 
@@ -77,11 +86,15 @@ def test_encoder_padding_invariance(dec, cond):
 
 
 @pytest.mark.parametrize(
-    "dec,cond", [("gru", "cho"), ("lstm", "cho"), ("gru", "sutskever")]
+    "dec,cond,att",
+    [("gru", "cho", None), ("lstm", "cho", None), ("gru", "sutskever", None)]
+    + [("gru", "cho", a) for a in ATTENTION]
+    + [("lstm", "sutskever", a) for a in ATTENTION],
 )
-def test_fused_training_equals_step_by_step(dec, cond):
-    """The one-call teacher-forced decoder computes what step() computes."""
-    model = small_model(dec, cond)
+def test_fused_training_equals_step_by_step(dec, cond, att):
+    """The teacher-forced decoder (one fused call, or its training loop for
+    Bahdanau / input feeding) computes what step() computes."""
+    model = small_model(dec, cond, attention=att)
     b = collate([[4, 5, 6], [7, 8]], [[9, 10, 11], [12, 13, 14]], reverse=False)
     fused = torch.log_softmax(model.logits(b), dim=-1)  # rows: sentence-major
     state = model.encode(b.src, b.src_len)
@@ -97,4 +110,32 @@ def test_sutskever_feeds_no_context():
     model = small_model("lstm", "sutskever")
     assert model.decoder.rnn.input_size == 8
     cho = small_model("lstm", "cho")
-    assert cho.decoder.rnn.input_size == 8 + 10
+    assert cho.decoder.rnn.input_size == 8 + 12
+
+
+@pytest.mark.parametrize("att", ATTENTION)
+def test_attention_weights_sum_to_one_and_skip_padding(att):
+    model = small_model("gru", attention=att)
+    src, src_len = source_tensor([[4, 5, 6], [7, 8, 9, 10, 11, 12, 13]], False)
+    state = model.encode(src, src_len)
+    prev = torch.tensor([2, 2])
+    for _ in range(3):
+        _, state = model.decoder.step(prev, state)
+        w = state.weights
+        assert torch.allclose(w.sum(dim=1), torch.ones(2), atol=1e-6)
+        assert torch.all(w[0, 4:] == 0.0)  # sentence 0: 3 tokens + EOS, then padding
+        assert torch.all(w[0, :4] > 0.0)
+        prev = torch.tensor([5, 6])
+
+
+@pytest.mark.parametrize("att", ATTENTION)
+def test_attention_padding_invariance(att):
+    """A sentence decodes to the same log-probabilities alone and padded in a batch."""
+    model = small_model("lstm", attention=att)
+    alone, alone_len = source_tensor([[4, 5, 6]], reverse=False)
+    batch, batch_len = source_tensor([[4, 5, 6], [7, 8, 9, 10, 11, 12]], False)
+    sa, sb = model.encode(alone, alone_len), model.encode(batch, batch_len)
+    for tok in [2, 7, 9]:
+        la, sa = model.decoder.step(torch.tensor([tok]), sa)
+        lb, sb = model.decoder.step(torch.tensor([tok, tok]), sb)
+        assert torch.allclose(la[0], lb[0], atol=1e-5)

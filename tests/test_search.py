@@ -3,7 +3,7 @@ import torch
 
 from nmt.batching import source_tensor
 from nmt.search import beam_search, greedy, max_lengths
-from tests.test_model import small_model
+from tests.test_model import ATTENTION, small_model
 
 SRC = [[4, 5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15], [16, 17]]
 
@@ -22,10 +22,12 @@ def run(fn, model, srcs, **kw):
     return fn(model, s, s_len, max_lengths(s_len, 1.5, 5), **kw)
 
 
-@pytest.mark.parametrize("dec", ["gru", "lstm"])
-def test_beam_one_equals_greedy(dec):
+@pytest.mark.parametrize(
+    "dec,att", [("gru", None), ("lstm", None)] + [("gru", a) for a in ATTENTION]
+)
+def test_beam_one_equals_greedy(dec, att):
     for seed in range(3):
-        model = sharpen(small_model(dec, seed=seed))
+        model = sharpen(small_model(dec, seed=seed, attention=att))
         g = run(greedy, model, SRC)
         b = run(beam_search, model, SRC, beam=1, alpha=0.0)
         assert [h[0][0] for h in g] == [h[0][0] for h in b]
@@ -36,8 +38,9 @@ def test_beam_one_equals_greedy(dec):
 @pytest.mark.parametrize(
     "fn,kw", [(greedy, {}), (beam_search, {"beam": 4, "alpha": 1.0})]
 )
-def test_batch_equals_one_by_one(fn, kw):
-    model = sharpen(small_model("gru", seed=1))
+@pytest.mark.parametrize("att", [None, ATTENTION[1], ATTENTION[2]])
+def test_batch_equals_one_by_one(fn, kw, att):
+    model = sharpen(small_model("gru", seed=1, attention=att))
     together = run(fn, model, SRC, **kw)
     alone = [run(fn, model, [s], **kw)[0] for s in SRC]
     assert [h[0][0] for h in together] == [h[0][0] for h in alone]

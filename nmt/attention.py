@@ -1,0 +1,67 @@
+"""Attention over the encoder's outputs: Bahdanau (additive) and Luong (dot, general).
+
+The encoder-side part of every score (the keys) depends only on the source, so it
+is computed once per batch (`keys`) and reused at every decoder step. Padding
+positions get a score of -inf, hence a weight of exactly 0.
+
+    bahdanau: score(q, m_s) = v . tanh(W q + U m_s)       (Bahdanau et al. 2015)
+    general:  score(q, m_s) = q . (W m_s)                  (Luong et al. 2015)
+    dot:      score(q, m_s) = q . m_s   (needs equal sizes)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nmt.errors import NmtError
+
+
+class Attention(nn.Module):
+    def __init__(
+        self, kind: str, score: str, query_dim: int, memory_dim: int, hidden: int
+    ):
+        super().__init__()
+        self.additive = kind == "bahdanau"
+        if self.additive:
+            self.query = nn.Linear(query_dim, hidden, bias=False)
+            self.key = nn.Linear(memory_dim, hidden)
+            self.v = nn.Linear(hidden, 1, bias=False)
+        elif score == "general":
+            self.key = nn.Linear(memory_dim, query_dim, bias=False)
+        elif memory_dim != query_dim:
+            raise NmtError(
+                "model.attention_score: dot needs the decoder's hidden size to equal "
+                f"the encoder's output size (2 x encoder.hidden): {query_dim} != "
+                f"{memory_dim}; use general"
+            )
+        else:
+            self.key = None
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory [N, S, M] -> keys [N, S, K], once per batch."""
+        return memory if self.key is None else self.key(memory)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        memory: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query [N, Q] (one step) or [N, T, Q] (all steps), mask [N, S] (True on
+        real tokens) -> context [N, (T,) M] and weights [N, (T,) S]."""
+        one = query.dim() == 2
+        q = query.unsqueeze(1) if one else query
+        if self.additive:  # [N, T, S, A] -> [N, T, S]
+            scores = self.v(
+                torch.tanh(self.query(q).unsqueeze(2) + keys.unsqueeze(1))
+            ).squeeze(-1)
+        else:
+            scores = torch.bmm(q, keys.transpose(1, 2))
+        scores = scores.float().masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1).to(memory.dtype)
+        context = torch.bmm(weights, memory)
+        if one:
+            return context.squeeze(1), weights.squeeze(1)
+        return context, weights
