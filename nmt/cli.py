@@ -53,7 +53,11 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="hypotheses per input, as 'index ||| text ||| score' lines",
     )
-    p.add_argument("--batch-tokens", type=int, help="source tokens per batch")
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        help="source tokens per greedy batch (divided by the beam size for beam search)",
+    )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
     p.add_argument(
         "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
