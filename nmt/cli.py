@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-tokens",
         type=int,
-        help="source tokens per greedy batch (divided by the beam size for beam search)",
+        help="source tokens per greedy batch (divided by the beam size in beam search)",
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
     p.add_argument(

@@ -24,11 +24,11 @@ from nmt.config import Config
 from nmt.data import Corpus
 from nmt.distributed import setup
 from nmt.errors import NmtError
-from nmt.metrics import bleu
 from nmt.model import build_model
 from nmt.plot import plot_log
 from nmt.schedule import Schedule
-from nmt.translate import pick_device, translate_ids
+from nmt.translate import pick_device
+from nmt.validation import dev_scores
 
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before training gives up
 _COUNTERS = (
@@ -207,37 +207,10 @@ class Trainer:
 
     # ------------------------------------------------------------ validation
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        model, valid = self.model, self.corpus.splits["valid"]
-        model.eval()
-        total, n = 0.0, 0
-        lens = valid.data.column("src_len").to_numpy()
-        tlens = valid.data.column("tgt_len").to_numpy()
-        for idx in make_batches(lens, tlens, self.cfg.train.batch_tokens):
-            rows = valid[idx.tolist()]
-            b = collate(rows["src_ids"], rows["tgt_ids"], self.cfg.data.reverse_source)
-            with self._autocast():
-                total += float(model(b.to(self.device)))
-            n += b.n_tgt_tokens
-        k = self.cfg.train.valid_bleu_sentences or len(valid)
-        sub = valid.select(range(min(k, len(valid))))
-        hyps = translate_ids(
-            model,
-            list(sub["src_ids"]),
-            self.cfg.decode,
-            self.cfg.data.reverse_source,
-            self.device,
-            beam=1,
+        return dev_scores(
+            self.model, self.corpus, self.cfg, self.device, self._autocast
         )
-        text = self.corpus.tokenizer.decode_tgt([h[0][0] for h in hyps])
-        model.train()
-        loss = total / max(n, 1)
-        return {
-            "loss": loss,
-            "ppl": math.exp(min(loss, 50)),
-            "bleu": bleu(text, list(sub["tgt"])),
-        }
 
     def _on_validation(self, bar) -> bool:
         """Validate on rank 0, share its BLEU, checkpoint. True: stop early."""

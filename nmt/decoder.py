@@ -1,0 +1,218 @@
+"""The decoder: one step API (`step`, `DecoderState.reorder`) shared by the searches,
+and teacher-forced training (one fused RNN call when no recurrence runs through
+attention, a step loop otherwise). See nmt/model.py for the whole picture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmt.attention import Attention
+from nmt.tokenizer import PAD
+
+
+@dataclass
+class DecoderState:
+    """Everything one decoding step needs; the batch dimension N is reorderable."""
+
+    hidden: torch.Tensor  # [L, N, H]
+    cell: torch.Tensor | None  # [L, N, H] for an LSTM decoder, else None
+    context: torch.Tensor  # [N, C]
+    memory: torch.Tensor | None = None  # [N, S, M] encoder outputs (attention)
+    mask: torch.Tensor | None = None  # [N, S] True on real source tokens
+    # Computed once per batch by the decoder (`Decoder.start`): the constant share
+    # of the first layer's input gates (bias, and W c for Cho conditioning), of the
+    # readout (C c), and the attention keys.
+    gates: torch.Tensor | None = None  # [N, G * H]
+    read: torch.Tensor | None = None  # [N, R]
+    keys: torch.Tensor | None = None  # [N, S, K]
+    feed: torch.Tensor | None = None  # [N, R] previous readout (input feeding)
+    weights: torch.Tensor | None = None  # [N, S] last step's attention weights
+
+    def reorder(self, index: torch.Tensor) -> DecoderState:
+        """Select (and repeat) batch rows: beam search and finished sentences."""
+        out = {}
+        for f in fields(self):
+            x = getattr(self, f.name)
+            dim = 1 if f.name in ("hidden", "cell") else 0
+            out[f.name] = None if x is None else x.index_select(dim, index)
+        return DecoderState(**out)
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        vocab: int,
+        embed_dim: int,
+        context_dim: int,
+        hidden: int,
+        layers: int,
+        rnn_type: str,
+        conditioning: str,
+        readout: int,
+        dropout: float,
+        attention: Attention | None = None,
+        memory_dim: int = 0,
+        input_feeding: bool = False,
+    ):
+        super().__init__()
+        self.cho = conditioning == "cho"
+        self.lstm = rnn_type == "lstm"
+        self.attn = attention
+        self.bahdanau = attention is not None and attention.additive
+        self.feeding = attention is not None and not self.bahdanau and input_feeding
+        # recurrence through attention: no single fused call over all steps
+        self.loop = self.bahdanau or self.feeding
+        self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        rnn = nn.LSTM if self.lstm else nn.GRU
+        # first-layer input columns: [e | c (cho) | a (bahdanau) | r_{t-1} (feeding)]
+        self.widths = (
+            embed_dim,
+            context_dim if self.cho else 0,
+            memory_dim if self.bahdanau else 0,
+            readout if self.feeding else 0,
+        )
+        self.rnn = rnn(
+            sum(self.widths),
+            hidden,
+            layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.read_h = nn.Linear(hidden, readout)
+        if self.cho:
+            self.read_e = nn.Linear(embed_dim, readout, bias=False)
+            self.read_c = nn.Linear(context_dim, readout, bias=False)
+        if attention is not None:
+            self.read_a = nn.Linear(memory_dim, readout, bias=False)
+        self.out = nn.Linear(readout, vocab)
+
+    def _w_in(self, part: int) -> torch.Tensor:
+        """The first layer's input weights for one column block of `widths`."""
+        lo = sum(self.widths[:part])
+        return self.rnn.weight_ih_l0[:, lo : lo + self.widths[part]]
+
+    def start(self, state: DecoderState) -> DecoderState:
+        """Compute the per-batch constants (see DecoderState) once."""
+        n = state.context.size(0)
+        gates = self.rnn.bias_ih_l0.expand(n, -1)
+        read = None
+        if self.cho:
+            gates = torch.addmm(gates, state.context, self._w_in(1).t())
+            read = self.read_c(state.context)
+        keys = feed = None
+        if self.attn is not None:
+            keys = self.attn.keys(state.memory)
+        if self.feeding:
+            feed = state.context.new_zeros(n, self.read_h.out_features)
+        return replace(state, gates=gates, read=read, keys=keys, feed=feed)
+
+    def _readout(self, h, e, read, a) -> torch.Tensor:
+        """tanh(A h + B e + C c + D a): h, e, a [..., *], read = C c broadcastable."""
+        r = self.read_h(self.dropout(h))
+        if self.cho:
+            r = r + self.read_e(e) + read
+        if a is not None:
+            r = r + self.read_a(a)
+        return torch.tanh(r)
+
+    def forward(
+        self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher forcing. tgt_in [B, T], mask [B, T] -> logits [n_real, V]."""
+        e = self.dropout(self.embed(tgt_in))
+        state = self.start(state)
+        rows = mask.nonzero(as_tuple=True)  # only real positions reach the vocabulary
+        if self.loop:
+            gi = (e @ self._w_in(0).t()) + state.gates.unsqueeze(1)  # all steps at once
+            outs = []
+            for t in range(tgt_in.size(1)):
+                r, state = self._advance(e[:, t], gi[:, t], state)
+                outs.append(r)
+            r = torch.stack(outs, dim=1)[rows]
+            return self.out(self.dropout(r))
+        x = e
+        if self.cho:
+            x = torch.cat([e, state.context.unsqueeze(1).expand(-1, e.size(1), -1)], -1)
+        init = (state.hidden, state.cell) if self.lstm else state.hidden
+        h, _ = self.rnn(x, init)
+        a = None
+        if self.attn is not None:  # Luong without input feeding: all steps at once
+            a, _ = self.attn(h, state.keys, state.memory, state.mask)
+            a = a[rows]
+        read = None if state.read is None else state.read[rows[0]]
+        r = self._readout(h[rows], e[rows], read, a)
+        return self.out(self.dropout(r))
+
+    def _advance(
+        self, e: torch.Tensor, gi: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """One step of the (deep) cell: e [N, E] the previous word's embedding and
+        gi [N, G * H] its share of the first layer's input gates plus `gates`.
+        Returns the readout r_t [N, R] and the new state."""
+        a = weights = None
+        if self.bahdanau:  # attend with the previous top-layer state
+            a, weights = self.attn(
+                state.hidden[-1], state.keys, state.memory, state.mask
+            )
+            gi = torch.addmm(gi, a, self._w_in(2).t())
+        if self.feeding:
+            gi = torch.addmm(gi, self.dropout(state.feed), self._w_in(3).t())
+        x, hs, cs = None, [], []
+        for k in range(self.rnn.num_layers):
+            if k > 0:
+                gi = F.linear(
+                    self.dropout(x),
+                    getattr(self.rnn, f"weight_ih_l{k}"),
+                    getattr(self.rnn, f"bias_ih_l{k}"),
+                )
+            gh = F.linear(
+                state.hidden[k],
+                getattr(self.rnn, f"weight_hh_l{k}"),
+                getattr(self.rnn, f"bias_hh_l{k}"),
+            )
+            if self.lstm:
+                i, f, g, o = (gi + gh).chunk(4, dim=1)
+                c = torch.sigmoid(f) * state.cell[k] + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(c)
+                cs.append(c)
+            else:
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                r = torch.sigmoid(i_r + h_r)
+                z = torch.sigmoid(i_z + h_z)
+                n = torch.tanh(i_n + r * h_n)
+                x = n + z * (state.hidden[k] - n)
+            hs.append(x)
+        if self.attn is not None and not self.bahdanau:  # Luong: attend with h_t
+            a, weights = self.attn(x, state.keys, state.memory, state.mask)
+        r = self._readout(x, e, state.read, a)
+        new = replace(
+            state,
+            hidden=torch.stack(hs),
+            cell=torch.stack(cs) if self.lstm else None,
+            feed=r if self.feeding else None,
+            weights=weights,
+        )
+        return r, new
+
+    def step(
+        self, prev: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """prev [N] token ids -> log-probabilities [N, V] (float32), next state.
+
+        The cells are written out so that the constant shares of the input gates
+        and readout are computed once per batch (`start`) instead of at every
+        step; with dropout off the result equals the fused `forward`.
+        """
+        if state.gates is None:
+            state = self.start(state)
+        e = self.dropout(self.embed(prev))
+        gi = torch.addmm(state.gates, e, self._w_in(0).t())
+        r, state = self._advance(e, gi, state)
+        logits = self.out(self.dropout(r))
+        return F.log_softmax(logits.float(), dim=-1), state
