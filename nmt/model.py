@@ -150,6 +150,11 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     bridge = Bridge(
         encoder.final_dim, context_dim, dec.layers, dec.hidden, dec.type == "lstm"
     )
+    if cfg.input_feeding and cfg.attention != "luong":
+        raise NmtError(
+            "model.input_feeding: true needs model.attention: luong "
+            f"(got {cfg.attention})"
+        )
     attention = None
     if cfg.attention != "none":
         attention = Attention(

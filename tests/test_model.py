@@ -4,6 +4,7 @@ import torch
 
 from nmt.batching import collate, make_batches, source_tensor
 from nmt.config import ModelConfig
+from nmt.errors import NmtError
 from nmt.model import build_model
 from nmt.tokenizer import EOS, PAD
 
@@ -139,3 +140,9 @@ def test_attention_padding_invariance(att):
         la, sa = model.decoder.step(torch.tensor([tok]), sa)
         lb, sb = model.decoder.step(torch.tensor([tok, tok]), sb)
         assert torch.allclose(la[0], lb[0], atol=1e-5)
+
+
+def test_input_feeding_needs_luong():
+    cfg = ModelConfig(embed_dim=8, attention="bahdanau", input_feeding=True)
+    with pytest.raises(NmtError, match="input_feeding: true needs"):
+        build_model(cfg, 30, 25)
