@@ -96,20 +96,22 @@ class Decoder(nn.Module):
         lo = sum(self.widths[:part])
         return self.rnn.weight_ih_l0[:, lo : lo + self.widths[part]]
 
-    def start(self, state: DecoderState) -> DecoderState:
-        """Compute the per-batch constants (see DecoderState) once."""
+    def start(self, state: DecoderState, gates: bool = True) -> DecoderState:
+        """Compute the per-batch constants (see DecoderState) once; `gates=False`
+        for the fused training call, which feeds c to the RNN itself."""
         n = state.context.size(0)
-        gates = self.rnn.bias_ih_l0.expand(n, -1)
+        g = self.rnn.bias_ih_l0.expand(n, -1) if gates else None
         read = None
         if self.cho:
-            gates = torch.addmm(gates, state.context, self._w_in(1).t())
+            if gates:
+                g = torch.addmm(g, state.context, self._w_in(1).t())
             read = self.read_c(state.context)
         keys = feed = None
         if self.attn is not None:
             keys = self.attn.keys(state.memory)
         if self.feeding:
             feed = state.context.new_zeros(n, self.read_h.out_features)
-        return replace(state, gates=gates, read=read, keys=keys, feed=feed)
+        return replace(state, gates=g, read=read, keys=keys, feed=feed)
 
     def _readout(self, h, e, read, a) -> torch.Tensor:
         """tanh(A h + B e + C c + D a): h, e, a [..., *], read = C c broadcastable."""
@@ -125,7 +127,7 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         """Teacher forcing. tgt_in [B, T], mask [B, T] -> logits [n_real, V]."""
         e = self.dropout(self.embed(tgt_in))
-        state = self.start(state)
+        state = self.start(state, gates=self.loop)
         rows = mask.nonzero(as_tuple=True)  # only real positions reach the vocabulary
         if self.loop:
             gi = (e @ self._w_in(0).t()) + state.gates.unsqueeze(1)  # all steps at once

@@ -7,12 +7,18 @@ import json
 from pathlib import Path
 
 
-def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
+    plt = _pyplot()
     train, valid = [], []
     for line in Path(log_path).read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
@@ -57,11 +63,7 @@ def plot_attention(
     src: list[str], tgt: list[str], weights, png_path: Path, title: str = ""
 ) -> None:
     """weights [len(tgt), len(src)]: row t is where output piece t looked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     w, h = max(4.0, 0.35 * len(src) + 1.5), max(3.0, 0.3 * len(tgt) + 1.5)
     fig, ax = plt.subplots(figsize=(w, h))
     im = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
