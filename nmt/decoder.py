@@ -32,14 +32,26 @@ class DecoderState:
     feed: torch.Tensor | None = None  # [N, R] previous readout (input feeding)
     weights: torch.Tensor | None = None  # [N, S] last step's attention weights
 
-    def reorder(self, index: torch.Tensor) -> DecoderState:
-        """Select (and repeat) batch rows: beam search and finished sentences."""
+    def reorder(self, index: torch.Tensor, within: bool = False) -> DecoderState:
+        """Select (and repeat) batch rows: beam search and finished sentences.
+
+        `within=True` promises that every row keeps its sentence (beam search
+        reordering hypotheses among a sentence's rows): then only the fields that
+        differ between hypotheses move, not the per-sentence ones (context, memory,
+        keys...), which are by far the largest with attention.
+        """
         out = {}
         for f in fields(self):
             x = getattr(self, f.name)
-            dim = 1 if f.name in ("hidden", "cell") else 0
-            out[f.name] = None if x is None else x.index_select(dim, index)
+            if x is None or (within and f.name not in PER_HYPOTHESIS):
+                out[f.name] = x
+            else:
+                dim = 1 if f.name in ("hidden", "cell") else 0
+                out[f.name] = x.index_select(dim, index)
         return DecoderState(**out)
+
+
+PER_HYPOTHESIS = ("hidden", "cell", "feed", "weights")  # the rest: per sentence
 
 
 class Decoder(nn.Module):

@@ -130,12 +130,15 @@ def beam_search(
         done |= fin_top[:, -1] >= best_live / lp_limit[sent]
         if bool(done.all()):
             break
+        # rows keep their sentence unless sentences leave or the beam widens
+        within = w == k
         if bool(done.any()):
             keep = (~done).nonzero(as_tuple=True)[0]
             rows = (keep.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
             index, hist, prev = index[rows], hist[rows], prev[rows]
             scores, sent, fin_top = scores[keep], sent[keep], fin_top[keep]
-        state = state.reorder(index)
+            within = False
+        state = state.reorder(index, within)
     out = []
     for f in finished:
         f.sort(key=lambda h: -h[1])

@@ -73,3 +73,32 @@ def test_output_respects_length_limit():
     for fn, kw in ((greedy, {}), (beam_search, {"beam": 3})):
         for h, lim in zip(fn(model, s, s_len, limit, **kw), limit.tolist()):
             assert len(h[0][0]) <= lim - 1
+
+
+@pytest.mark.parametrize("att", [None, *ATTENTION])
+def test_beam_reorders_per_sentence_fields_only_when_needed(att, monkeypatch):
+    """Beam search leaves the per-sentence state (context, memory, keys) in place
+    while no sentence leaves; the n-best lists equal those of moving every field
+    at every step."""
+    from nmt.decoder import DecoderState
+
+    model = small_model("lstm", seed=5, attention=att)
+    with torch.no_grad():  # large weights: the state decides, no early EOS
+        for p in model.parameters():
+            p.mul_(5.0)
+    full, shuffles = DecoderState.reorder, []
+
+    def spy(self, index, within=False):
+        shuffles.append(within and index.tolist() != list(range(len(index))))
+        return full(self, index, within)
+
+    monkeypatch.setattr(DecoderState, "reorder", spy)
+    fast = run(beam_search, model, SRC, beam=3, alpha=1.0, nbest=3)
+    assert sum(shuffles) >= 3  # hypotheses did move within their sentences
+    monkeypatch.setattr(
+        DecoderState, "reorder", lambda self, index, within=False: full(self, index)
+    )
+    slow = run(beam_search, model, SRC, beam=3, alpha=1.0, nbest=3)
+    assert [[t for t, _ in h] for h in fast] == [[t for t, _ in h] for h in slow]
+    for x, y in zip(fast, slow):
+        assert [s for _, s in x] == pytest.approx([s for _, s in y], abs=1e-5)
