@@ -1,6 +1,7 @@
 """Beam search time against greedy time, with repeats (single timings are noisy).
 
     python benchmarks/beam_ratio.py MODEL_DIR SOURCE_FILE [--beam 5] [--repeats 5]
+        [--threads 2] [--checkpoint best.pt]
 
 Loads the model once, translates the whole file greedily and with the beam in turn,
 `--repeats` times each, and prints the median times, sentences/s and their ratio.
@@ -15,19 +16,22 @@ import time
 
 import torch
 
+from nmt.malloc import from_environment
 from nmt.translate import Translator
 
 
 def main() -> None:
+    from_environment()  # as the nmt command does (nmt/malloc.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
     ap.add_argument("source", help="source file, plain or .gz")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint", default="best.pt", help="file in MODEL_DIR")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    tr = Translator.load(a.model_dir, device="cpu")
+    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device="cpu")
     opener = gzip.open if a.source.endswith(".gz") else open
     with opener(a.source, "rt", encoding="utf-8") as f:
         src = [line.rstrip("\n") for line in f]

@@ -23,6 +23,7 @@ import torch
 from nmt.batching import make_batches
 from nmt.config import load_config
 from nmt.data import prepare
+from nmt.malloc import from_environment
 from nmt.metrics import bleu
 from nmt.trainer import Trainer
 from nmt.translate import Translator
@@ -58,6 +59,7 @@ def translate_speed(model_dir, corpus, beam: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
+    from_environment()  # as the nmt command does (nmt/malloc.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("recipe")
     ap.add_argument("--set", dest="overrides", action="append")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nmt.errors import NmtError
+from nmt.malloc import from_environment
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -291,6 +292,7 @@ def dispatch(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from_environment()  # NMT_REUSE_MEMORY=1: faster, more memory (nmt/malloc.py)
     try:
         dispatch(args)
     except NmtError as e:
