@@ -1,6 +1,6 @@
 """Translate a file with nmt's Translator and time the decoding alone.
 
-    python nmt_translate.py MODEL_DIR BEAM SRC OUT THREADS
+    python nmt_translate.py MODEL_DIR BEAM SRC OUT THREADS [CHECKPOINT]
 
 Prints {"seconds": ...}: the time of Translator.translate over all lines, without
 loading the model, as Joey NMT's "Generation took" and OpenNMT-py's -report_time do.
@@ -12,11 +12,15 @@ import time
 
 import torch
 
+from nmt.malloc import from_environment
 from nmt.translate import Translator
 
-model, beam, src, out, threads = sys.argv[1:]
+from_environment()  # as the nmt command does
+model, beam, src, out, threads, *checkpoint = sys.argv[1:]
 torch.set_num_threads(int(threads))
-tr = Translator.load(model, beam=int(beam), device="cpu")
+tr = Translator.load(
+    model, checkpoint=(checkpoint or ["best.pt"])[0], beam=int(beam), device="cpu"
+)
 with open(src, encoding="utf-8") as f:
     lines = f.read().split("\n")[:-1]
 start = time.perf_counter()
