@@ -8,7 +8,7 @@ Multi30k training run spent 13% of its CPU time in the kernel (356 million minor
 page faults). Serving everything from the heap lets the next step reuse the same
 pages: training 2,345 -> 2,909 target tokens/s, decoding 7-19% faster. The price
 is memory: without mmap the heap fragments, and a 4.5-minute training run peaked at
-5.4 GB RSS, several times what it needs. So it is off unless NMT_REUSE_MEMORY=1 is
+5.4 GB RSS against 2.2 GB without it. So it is off unless NMT_REUSE_MEMORY=1 is
 set (the `nmt` command checks it at start); measurements in BENCHMARKS.md.
 """
 
@@ -40,5 +40,11 @@ def keep_freed_memory(trim_above: int = 1 << 30) -> bool:
 
 
 def from_environment() -> bool:
-    """keep_freed_memory() when NMT_REUSE_MEMORY=1; whether it is on."""
-    return os.environ.get(ENV, "") == "1" and keep_freed_memory()
+    """keep_freed_memory() when NMT_REUSE_MEMORY=1; whether it is on. Asked for
+    where it cannot work, it says so in one line on stderr."""
+    if os.environ.get(ENV, "") != "1":
+        return False
+    if keep_freed_memory():
+        return True
+    print(f"nmt: {ENV}=1 ignored: needs glibc's mallopt", file=sys.stderr)
+    return False

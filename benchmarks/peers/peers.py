@@ -119,7 +119,6 @@ COLUMNS = [  # header, format, value of a Result
 
 @dataclass
 class Done:
-    wall_s: float
     rss_mib: float
     cut_at: float | None  # time.time() of the SIGTERM at the deadline, if sent
 
@@ -137,7 +136,6 @@ def run(cmd: list, log: Path, s: Settings, env=None, deadline: float = 0) -> Don
         cut.append(time.time())
         os.killpg(pid, signal.SIGTERM)
 
-    start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
         p = subprocess.Popen(
             [str(c) for c in cmd],
@@ -160,8 +158,7 @@ def run(cmd: list, log: Path, s: Settings, env=None, deadline: float = 0) -> Don
         tail = "".join(log.read_text(encoding="utf-8").splitlines(True)[-15:])
         why = "killed at --minutes" if cut else "failed"
         raise RuntimeError(f"{cmd[0]} {why} ({p.returncode}), see {log}:\n{tail}")
-    wall = time.perf_counter() - start
-    return Done(wall, usage.ru_maxrss / 1024, cut[0] if cut else None)
+    return Done(usage.ru_maxrss / 1024, cut[0] if cut else None)
 
 
 def pick(files: dict, done: Done, every: int) -> tuple[int, Path]:
