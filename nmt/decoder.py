@@ -16,10 +16,14 @@ from nmt.tokenizer import PAD
 
 @dataclass
 class DecoderState:
-    """Everything one decoding step needs; the batch dimension N is reorderable."""
+    """Everything one decoding step needs, for N sentences of `width` hypotheses
+    each (beam search; 1 otherwise). Per-hypothesis fields (PER_HYPOTHESIS) have
+    N * width rows, a sentence's hypotheses next to each other; the others have N:
+    a beam shares its sentence's context, memory and keys instead of copying them.
+    """
 
-    hidden: torch.Tensor  # [L, N, H]
-    cell: torch.Tensor | None  # [L, N, H] for an LSTM decoder, else None
+    hidden: torch.Tensor  # [L, N * width, H]
+    cell: torch.Tensor | None  # [L, N * width, H] for an LSTM decoder, else None
     context: torch.Tensor  # [N, C]
     memory: torch.Tensor | None = None  # [N, S, M] encoder outputs (attention)
     mask: torch.Tensor | None = None  # [N, S] True on real source tokens
@@ -29,29 +33,45 @@ class DecoderState:
     gates: torch.Tensor | None = None  # [N, G * H]
     read: torch.Tensor | None = None  # [N, R]
     keys: torch.Tensor | None = None  # [N, S, K]
-    feed: torch.Tensor | None = None  # [N, R] previous readout (input feeding)
-    weights: torch.Tensor | None = None  # [N, S] last step's attention weights
+    feed: torch.Tensor | None = None  # [N * width, R] previous readout (feeding)
+    weights: torch.Tensor | None = None  # [N * width, S] last attention weights
+    width: int = 1
 
-    def reorder(self, index: torch.Tensor, within: bool = False) -> DecoderState:
-        """Select (and repeat) batch rows: beam search and finished sentences.
+    def reorder(
+        self,
+        index: torch.Tensor,
+        sentences: torch.Tensor | None = None,
+        width: int = 1,
+    ) -> DecoderState:
+        """Select (and repeat) rows: beam search and finished sentences.
 
-        `within=True` promises that every row keeps its sentence (beam search
-        reordering hypotheses among a sentence's rows): then only the fields that
-        differ between hypotheses move, not the per-sentence ones (context, memory,
-        keys...), which are by far the largest with attention.
+        The new hypotheses are rows `index` of this state's hypotheses, `width`
+        per sentence; the new sentences are rows `sentences` of this state's
+        sentences (None: the same sentences, left in place). Greedy search drops
+        finished sentences with `reorder(keep, keep)`.
         """
-        out = {}
+        out: dict = {"width": width}
         for f in fields(self):
             x = getattr(self, f.name)
-            if x is None or (within and f.name not in PER_HYPOTHESIS):
+            if f.name == "width":
+                continue
+            own = f.name in PER_HYPOTHESIS
+            if x is None or (not own and sentences is None):
                 out[f.name] = x
             else:
                 dim = 1 if f.name in ("hidden", "cell") else 0
-                out[f.name] = x.index_select(dim, index)
+                out[f.name] = x.index_select(dim, index if own else sentences)
         return DecoderState(**out)
 
 
 PER_HYPOTHESIS = ("hidden", "cell", "feed", "weights")  # the rest: per sentence
+
+
+def per_sentence(x: torch.Tensor, y: torch.Tensor, width: int) -> torch.Tensor:
+    """x [N * width, D] + y [N, D]: each row of y added to its sentence's rows."""
+    if width == 1:
+        return x + y
+    return (x.view(-1, width, x.size(1)) + y.unsqueeze(1)).view(x.shape)
 
 
 class Decoder(nn.Module):
@@ -125,11 +145,11 @@ class Decoder(nn.Module):
             feed = state.context.new_zeros(n, self.read_h.out_features)
         return replace(state, gates=g, read=read, keys=keys, feed=feed)
 
-    def _readout(self, h, e, read, a) -> torch.Tensor:
-        """tanh(A h + B e + C c + D a): h, e, a [..., *], read = C c broadcastable."""
+    def _readout(self, h, e, read, a, width: int = 1) -> torch.Tensor:
+        """tanh(A h + B e + C c + D a): h, e, a [M, *] and read = C c [M / width, R]."""
         r = self.read_h(self.dropout(h))
         if self.cho:
-            r = r + self.read_e(e) + read
+            r = per_sentence(r + self.read_e(e), read, width)
         if a is not None:
             r = r + self.read_a(a)
         return torch.tanh(r)
@@ -162,17 +182,28 @@ class Decoder(nn.Module):
         r = self._readout(h[rows], e[rows], read, a)
         return self.out(self.dropout(r))
 
+    def _attend(
+        self, query: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query [N * width, Q] -> context [N * width, M], weights [N * width, S]:
+        a sentence's hypotheses attend together, as the steps of one query."""
+        w = state.width
+        if w == 1:
+            return self.attn(query, state.keys, state.memory, state.mask)
+        q = query.view(-1, w, query.size(1))
+        a, weights = self.attn(q, state.keys, state.memory, state.mask)
+        return a.reshape(query.size(0), -1), weights.reshape(query.size(0), -1)
+
     def _advance(
         self, e: torch.Tensor, gi: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState]:
-        """One step of the (deep) cell: e [N, E] the previous word's embedding and
-        gi [N, G * H] its share of the first layer's input gates plus `gates`.
-        Returns the readout r_t [N, R] and the new state."""
+        """One step of the (deep) cell: e [M, E] the previous words' embeddings and
+        gi [M, G * H] their share of the first layer's input gates plus `gates`,
+        for the M = N * width hypotheses. Returns the readout r_t [M, R] and the
+        new state."""
         a = weights = None
         if self.bahdanau:  # attend with the previous top-layer state
-            a, weights = self.attn(
-                state.hidden[-1], state.keys, state.memory, state.mask
-            )
+            a, weights = self._attend(state.hidden[-1], state)
             gi = torch.addmm(gi, a, self._w_in(2).t())
         if self.feeding:
             gi = torch.addmm(gi, self.dropout(state.feed), self._w_in(3).t())
@@ -203,8 +234,8 @@ class Decoder(nn.Module):
                 x = n + z * (state.hidden[k] - n)
             hs.append(x)
         if self.attn is not None and not self.bahdanau:  # Luong: attend with h_t
-            a, weights = self.attn(x, state.keys, state.memory, state.mask)
-        r = self._readout(x, e, state.read, a)
+            a, weights = self._attend(x, state)
+        r = self._readout(x, e, state.read, a, state.width)
         new = replace(
             state,
             hidden=torch.stack(hs),
@@ -217,7 +248,8 @@ class Decoder(nn.Module):
     def step(
         self, prev: torch.Tensor, state: DecoderState
     ) -> tuple[torch.Tensor, DecoderState]:
-        """prev [N] token ids -> log-probabilities [N, V] (float32), next state.
+        """prev [N * width] token ids -> log-probabilities [N * width, V]
+        (float32), next state.
 
         The cells are written out so that the constant shares of the input gates
         and readout are computed once per batch (`start`) instead of at every
@@ -226,7 +258,10 @@ class Decoder(nn.Module):
         if state.gates is None:
             state = self.start(state)
         e = self.dropout(self.embed(prev))
-        gi = torch.addmm(state.gates, e, self._w_in(0).t())
+        if state.width == 1:
+            gi = torch.addmm(state.gates, e, self._w_in(0).t())
+        else:
+            gi = per_sentence(e @ self._w_in(0).t(), state.gates, state.width)
         r, state = self._advance(e, gi, state)
         logits = self.out(self.dropout(r))
         return F.log_softmax(logits.float(), dim=-1), state

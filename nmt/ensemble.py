@@ -18,8 +18,13 @@ from nmt.model import DecoderState, Seq2Seq
 class EnsembleState:
     states: list[DecoderState]
 
-    def reorder(self, index: torch.Tensor, within: bool = False) -> EnsembleState:
-        return EnsembleState([s.reorder(index, within) for s in self.states])
+    def reorder(
+        self,
+        index: torch.Tensor,
+        sentences: torch.Tensor | None = None,
+        width: int = 1,
+    ) -> EnsembleState:
+        return EnsembleState([s.reorder(index, sentences, width) for s in self.states])
 
 
 class Ensemble(nn.Module):

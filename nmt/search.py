@@ -27,6 +27,28 @@ def _penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def row_topk(
+    x: torch.Tensor, k: int, chunk: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x.topk(k, dim=1)` for rows much wider than k: the same values (on ties the
+    indices may differ), faster on CPU, where a maximum over each run of `chunk`
+    columns is cheap and torch.topk is not. The k runs with the largest maxima
+    hold the k largest values, so only their k * chunk columns are ranked."""
+    n, v = x.shape
+    runs = v // chunk
+    if x.device.type != "cpu" or runs < 4 * k:
+        return x.topk(k, dim=1)
+    main = runs * chunk
+    best = x[:, :main].view(n, runs, chunk).amax(dim=2).topk(k, dim=1).indices
+    step = torch.arange(chunk, device=x.device)
+    cols = (best.unsqueeze(2) * chunk + step).view(n, k * chunk)
+    if main < v:  # the columns after the last full run are always candidates
+        rest = torch.arange(main, v, device=x.device).expand(n, -1)
+        cols = torch.cat([cols, rest], dim=1)
+    values, j = x.gather(1, cols).topk(k, dim=1)
+    return values, cols.gather(1, j)
+
+
 @torch.no_grad()
 def greedy(
     model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
@@ -53,7 +75,7 @@ def greedy(
             break
         if bool(done.any()):
             keep = (~done).nonzero(as_tuple=True)[0]
-            state, alive, tok = state.reorder(keep), alive[keep], tok[keep]
+            state, alive, tok = state.reorder(keep, keep), alive[keep], tok[keep]
         prev = tok
     tok_cpu, len_cpu, sc = tokens.tolist(), length.tolist(), score.tolist()
     return [[(tok_cpu[i][: len_cpu[i]], sc[i])] for i in range(n)]
@@ -94,7 +116,7 @@ def beam_search(
         m, w = scores.shape
         # The global top 2K of score + logp is among each row's own top 2K, so
         # rank those [m * w, 2K] instead of all m * w * V candidates.
-        row_s, row_i = logp.topk(min(2 * k, logp.size(1)), dim=1)
+        row_s, row_i = row_topk(logp, min(2 * k, logp.size(1)))
         at_limit = limit[sent] <= t + 1
         if bool(at_limit.any()):  # only EOS may follow at the limit
             rows = at_limit.repeat_interleave(w)
@@ -114,10 +136,10 @@ def beam_search(
             norm = top_s / _penalty(t + 1, alpha)
             fin_top = torch.cat([fin_top, norm.masked_fill(~fin, -math.inf)], dim=1)
             fin_top = fin_top.topk(nbest, dim=1).values
-            sent_l, norm_l = sent.tolist(), norm.tolist()
-            for r, j in fin.nonzero().tolist():
-                toks = hist[r * w + origin[r, j]].tolist()
-                finished[sent_l[r]].append((toks, norm_l[r][j]))
+            r, j = fin.nonzero(as_tuple=True)
+            toks = hist.index_select(0, r * w + origin[r, j]).tolist()
+            for i, h, v in zip(sent[r].tolist(), toks, norm[r, j].tolist()):
+                finished[i].append((h, v))
         # the K best non-EOS candidates stay alive
         live_s, pick = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)
         origin, tok = origin.gather(1, pick), tok.gather(1, pick)
@@ -130,15 +152,13 @@ def beam_search(
         done |= fin_top[:, -1] >= best_live / lp_limit[sent]
         if bool(done.all()):
             break
-        # rows keep their sentence unless sentences leave or the beam widens
-        within = w == k
+        keep = None  # the per-sentence state stays in place unless some leave
         if bool(done.any()):
             keep = (~done).nonzero(as_tuple=True)[0]
             rows = (keep.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
             index, hist, prev = index[rows], hist[rows], prev[rows]
             scores, sent, fin_top = scores[keep], sent[keep], fin_top[keep]
-            within = False
-        state = state.reorder(index, within)
+        state = state.reorder(index, keep, k)
     out = []
     for f in finished:
         f.sort(key=lambda h: -h[1])

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nmt.batching import source_tensor
-from nmt.search import beam_search, greedy, max_lengths
+from nmt.search import beam_search, greedy, max_lengths, row_topk
 from tests.test_model import ATTENTION, small_model
 
 SRC = [[4, 5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15], [16, 17]]
@@ -76,10 +76,10 @@ def test_output_respects_length_limit():
 
 
 @pytest.mark.parametrize("att", [None, *ATTENTION])
-def test_beam_reorders_per_sentence_fields_only_when_needed(att, monkeypatch):
-    """Beam search leaves the per-sentence state (context, memory, keys) in place
-    while no sentence leaves; the n-best lists equal those of moving every field
-    at every step."""
+def test_beam_shares_per_sentence_state(att, monkeypatch):
+    """A sentence's hypotheses share its context, memory and keys (one copy per
+    sentence, left in place while no sentence leaves); the n-best lists equal those
+    of copying every field for every hypothesis at every step."""
     from nmt.decoder import DecoderState
 
     model = small_model("lstm", seed=5, attention=att)
@@ -88,17 +88,35 @@ def test_beam_reorders_per_sentence_fields_only_when_needed(att, monkeypatch):
             p.mul_(5.0)
     full, shuffles = DecoderState.reorder, []
 
-    def spy(self, index, within=False):
-        shuffles.append(within and index.tolist() != list(range(len(index))))
-        return full(self, index, within)
+    def spy(self, index, sentences=None, width=1):
+        out = full(self, index, sentences, width)
+        shuffles.append(sentences is None and width > 1 and self.width > 1)
+        assert out.context.size(0) * width == out.hidden.size(1)
+        return out
 
     monkeypatch.setattr(DecoderState, "reorder", spy)
     fast = run(beam_search, model, SRC, beam=3, alpha=1.0, nbest=3)
-    assert sum(shuffles) >= 3  # hypotheses did move within their sentences
-    monkeypatch.setattr(
-        DecoderState, "reorder", lambda self, index, within=False: full(self, index)
+    assert sum(shuffles) >= 3  # hypotheses moved, their sentences' state did not
+    monkeypatch.setattr(  # every row its own sentence: all fields move
+        DecoderState,
+        "reorder",
+        lambda self, index, sentences=None, width=1: full(self, index, index, 1),
     )
     slow = run(beam_search, model, SRC, beam=3, alpha=1.0, nbest=3)
     assert [[t for t, _ in h] for h in fast] == [[t for t, _ in h] for h in slow]
     for x, y in zip(fast, slow):
         assert [s for _, s in x] == pytest.approx([s for _, s in y], abs=1e-5)
+
+
+@pytest.mark.parametrize("width", [8000, 8003, 100])
+def test_row_topk_values_equal_torch_topk(width):
+    g = torch.Generator().manual_seed(width)
+    x = torch.log_softmax(3 * torch.randn(37, width, generator=g), dim=1)
+    x[0, :] = -5.0  # one row all ties
+    x[1, -3:] = 0.0  # the largest values in the partial last run
+    x[2, :70] = 0.0  # more ties than k in the first two runs
+    for k in (1, 10, 20):
+        values, index = row_topk(x, k)
+        assert torch.equal(values, x.topk(k, dim=1).values)
+        assert torch.equal(x.gather(1, index), values)
+        assert all(len(set(r)) == k for r in index.tolist())  # k distinct columns
