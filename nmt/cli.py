@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
     p.add_argument(
+        "--stop",
+        choices=["exact", "early"],
+        help="when beam search stops a sentence (default: the recipe's decode.stop)",
+    )
+    p.add_argument(
         "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -148,6 +153,7 @@ def cmd_translate(a: argparse.Namespace) -> None:
         nbest=a.nbest,
         batch_tokens=a.batch_tokens,
         length_penalty=a.length_penalty,
+        stop=a.stop,
         device=a.device,
     )
     first: list[str] = []  # the lines --attention-plot draws

@@ -159,6 +159,10 @@ class TrainConfig:
 class DecodeConfig:
     beam: int = field(default=5, metadata=_range(1))
     length_penalty: float = field(default=1.0, metadata=_range(0.0))  # GNMT alpha
+    # When beam search stops a sentence: "exact" once no live hypothesis can beat
+    # its finished ones (nmt/search.py); "early" once none beats them at its current
+    # length (faster; may miss a better, longer translation).
+    stop: str = field(default="exact", metadata=_choice("exact", "early"))
     max_len_a: float = field(default=1.5, metadata=_range(0.0))  # max = a * src + b
     max_len_b: int = field(default=10, metadata=_range(0))
     batch_tokens: int = field(default=6000, metadata=_range(1))

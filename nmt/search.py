@@ -90,11 +90,15 @@ def beam_search(
     beam: int,
     alpha: float = 1.0,
     nbest: int = 1,
+    stop: str = "exact",
 ) -> Hyps:
     """All sentences x beams advance together in one [n * K] batch.
 
-    A sentence stops when its nbest-th finished hypothesis cannot be beaten by
-    any live one (scores only fall as a hypothesis grows), or at its length limit.
+    A sentence stops at its length limit, or when its nbest-th finished hypothesis
+    cannot be beaten by any live one: scores only fall as a hypothesis grows, so
+    none can end above its score normalised at the length limit (`stop="exact"`).
+    `stop="early"` normalises at the current length instead, as if the live
+    hypotheses ended now (Hugging Face's default): fewer steps, not exact.
     """
     k, n, dev = beam, src.size(0), src.device
     nbest = min(nbest, k)
@@ -109,6 +113,7 @@ def beam_search(
     lp_limit = (
         _penalty(limit.float(), alpha) if alpha > 0 else torch.ones(n, device=dev)
     )
+    exact = stop == "exact"
     fin_top = torch.full((n, nbest), -math.inf, device=dev)  # best finished, sorted
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
     for t in range(int(max_len.max())):
@@ -149,7 +154,8 @@ def beam_search(
         # a sentence is done when its nbest-th finished hypothesis beats the bound
         best_live = live_s[:, 0]
         done = at_limit | ~torch.isfinite(best_live)
-        done |= fin_top[:, -1] >= best_live / lp_limit[sent]
+        bound = lp_limit[sent] if exact else _penalty(t + 1, alpha)
+        done |= fin_top[:, -1] >= best_live / bound
         if bool(done.all()):
             break
         keep = None  # the per-sentence state stays in place unless some leave

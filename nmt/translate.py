@@ -64,7 +64,14 @@ def translate_ids(
             hyps = greedy(model, s, s_len, limit)
         else:
             hyps = beam_search(
-                model, s, s_len, limit, beam, decode.length_penalty, nbest
+                model,
+                s,
+                s_len,
+                limit,
+                beam,
+                decode.length_penalty,
+                nbest,
+                decode.stop,
             )
         for r, h in zip(rows, hyps):
             out[r] = h
@@ -113,6 +120,7 @@ class Translator:
         nbest: int = 1,
         batch_tokens: int | None = None,
         length_penalty: float | None = None,
+        stop: str | None = None,
         device: str = "auto",
     ) -> Translator:
         """One model directory, or several for an ensemble (same vocabularies)."""
@@ -144,6 +152,10 @@ class Translator:
             cfg.decode.batch_tokens = batch_tokens
         if length_penalty is not None:
             cfg.decode.length_penalty = length_penalty
+        if stop is not None:
+            if stop not in ("exact", "early"):
+                raise NmtError(f"stop must be 'exact' or 'early', not {stop!r}")
+            cfg.decode.stop = stop
         return cls(model, tok, cfg, dev, beam or cfg.decode.beam, max(1, nbest))
 
     def _encode(self, lines: list[str]) -> list[list[int]]:

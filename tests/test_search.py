@@ -3,6 +3,7 @@ import torch
 
 from nmt.batching import source_tensor
 from nmt.search import beam_search, greedy, max_lengths, row_topk
+from nmt.tokenizer import EOS
 from tests.test_model import ATTENTION, small_model
 
 SRC = [[4, 5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15], [16, 17]]
@@ -64,6 +65,50 @@ def test_beam_finds_at_least_greedy_score():
     b = run(beam_search, model, SRC, beam=8, alpha=0.0)
     for x, y in zip(g, b):
         assert y[0][1] >= x[0][1] - 1e-5
+
+
+class _Scripted:
+    """A stand-in model whose next-token log-probabilities depend only on the step:
+    'a' costs 0.4 every step; EOS costs 1 at the first step, 5 at steps 1-3 and
+    0.01 from step 4 on. With alpha 1, "a a a a EOS" (-1.61 / lp(5) = -0.966) beats
+    the immediate EOS (-1.0), but after step 3 the live "a a a a", normalised at
+    its current length (-1.6 / lp(4) = -1.07), looks worse than -1.0."""
+
+    A, V = 5, 8
+
+    def __init__(self):
+        self.decoder, self.steps = self, 0
+
+    def encode(self, src, src_len):
+        return _Scripted.State(0)
+
+    def step(self, prev, state):
+        self.steps += 1
+        logp = torch.full((len(prev), self.V), -20.0)
+        logp[:, self.A] = -0.4
+        logp[:, EOS] = -1.0 if state.t == 0 else (-5.0 if state.t < 4 else -0.01)
+        return logp, _Scripted.State(state.t + 1)
+
+    class State:
+        def __init__(self, t):
+            self.t = t
+
+        def reorder(self, index, sentences=None, width=1):
+            return self
+
+
+def test_early_stop_is_faster_and_exact_stop_finds_the_better_longer_output():
+    s, s_len = source_tensor([[4, 5, 6, 7, 8, 9]], reverse=False)
+    limit = torch.tensor([12])
+    out = {}
+    for stop in ("exact", "early"):
+        model = _Scripted()
+        hyps = beam_search(model, s, s_len, limit, beam=2, alpha=1.0, stop=stop)
+        out[stop] = (model.steps, hyps[0][0])
+    assert out["early"][0] == 4  # stopped at step 3
+    assert out["early"][1] == ([], pytest.approx(-1.0))
+    assert out["exact"][0] > 5  # ran until nothing live could beat -0.966
+    assert out["exact"][1] == ([5, 5, 5, 5], pytest.approx(-1.61 / (10 / 6)))
 
 
 def test_output_respects_length_limit():
