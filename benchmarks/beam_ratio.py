@@ -1,7 +1,7 @@
 """Beam search time against greedy time, with repeats (single timings are noisy).
 
     python benchmarks/beam_ratio.py MODEL_DIR SOURCE_FILE [--beam 5] [--repeats 5]
-        [--threads 2] [--checkpoint best.pt]
+        [--threads 2] [--checkpoint best.pt] [--stop exact|early]
 
 Loads the model once, translates the whole file greedily and with the beam in turn,
 `--repeats` times each, and prints the median times, sentences/s and their ratio.
@@ -29,9 +29,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default="best.pt", help="file in MODEL_DIR")
+    ap.add_argument("--stop", choices=["exact", "early"], help="beam search's rule")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device="cpu")
+    tr = Translator.load(
+        a.model_dir, checkpoint=a.checkpoint, stop=a.stop, device="cpu"
+    )
     opener = gzip.open if a.source.endswith(".gz") else open
     with opener(a.source, "rt", encoding="utf-8") as f:
         src = [line.rstrip("\n") for line in f]
