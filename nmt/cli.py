@@ -66,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
         help="when beam search stops a sentence (default: the recipe's decode.stop)",
     )
     p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="bf16: matrix products in bfloat16 (default: the recipe's)",
+    )
+    p.add_argument(
         "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -154,6 +159,7 @@ def cmd_translate(a: argparse.Namespace) -> None:
         batch_tokens=a.batch_tokens,
         length_penalty=a.length_penalty,
         stop=a.stop,
+        precision=a.precision,
         device=a.device,
     )
     first: list[str] = []  # the lines --attention-plot draws

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def translate_ids(
     lens = np.array([len(src[i]) for i in real])
     was_training = model.training
     model.eval()
+    bf16 = decode.precision == "bf16"
+    autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
     # A beam batch holds K hypotheses per sentence: keep the work per batch (and
     # the [rows, vocabulary] score tensors) the size of a greedy batch.
     budget = max(1, decode.batch_tokens // (1 if beam == 1 and nbest == 1 else beam))
@@ -60,19 +63,20 @@ def translate_ids(
         s, s_len = source_tensor([src[r] for r in rows], reverse)
         limit = max_lengths(s_len, decode.max_len_a, decode.max_len_b)
         s = s.to(device)
-        if beam == 1 and nbest == 1:
-            hyps = greedy(model, s, s_len, limit)
-        else:
-            hyps = beam_search(
-                model,
-                s,
-                s_len,
-                limit,
-                beam,
-                decode.length_penalty,
-                nbest,
-                decode.stop,
-            )
+        with autocast:
+            if beam == 1 and nbest == 1:
+                hyps = greedy(model, s, s_len, limit)
+            else:
+                hyps = beam_search(
+                    model,
+                    s,
+                    s_len,
+                    limit,
+                    beam,
+                    decode.length_penalty,
+                    nbest,
+                    decode.stop,
+                )
         for r, h in zip(rows, hyps):
             out[r] = h
         if progress:
@@ -121,6 +125,7 @@ class Translator:
         batch_tokens: int | None = None,
         length_penalty: float | None = None,
         stop: str | None = None,
+        precision: str | None = None,
         device: str = "auto",
     ) -> Translator:
         """One model directory, or several for an ensemble (same vocabularies)."""
@@ -156,6 +161,10 @@ class Translator:
             if stop not in ("exact", "early"):
                 raise NmtError(f"stop must be 'exact' or 'early', not {stop!r}")
             cfg.decode.stop = stop
+        if precision is not None:
+            if precision not in ("fp32", "bf16"):
+                raise NmtError(f"precision must be fp32 or bf16, not {precision!r}")
+            cfg.decode.precision = precision
         return cls(model, tok, cfg, dev, beam or cfg.decode.beam, max(1, nbest))
 
     def _encode(self, lines: list[str]) -> list[list[int]]:

@@ -38,6 +38,25 @@ def test_api_one_line_per_input_and_batch_invariance(trained):
         assert len(together) == len(SENTS) and together[1] == "" and together[2] == ""
 
 
+def test_bf16_decoding_runs_under_autocast_and_mostly_agrees(trained, monkeypatch):
+    import torch
+
+    d = model_dir(trained)
+    fp32 = Translator.load(d, beam=3, device="cpu").translate(SENTS * 4)
+    bf16 = Translator.load(d, beam=3, precision="bf16", device="cpu")
+    seen = []
+    inner = bf16.model.decoder.step
+    monkeypatch.setattr(
+        bf16.model.decoder,
+        "step",
+        lambda p, s: seen.append(torch.is_autocast_enabled("cpu")) or inner(p, s),
+    )
+    out = bf16.translate(SENTS * 4)
+    assert seen and all(seen)
+    assert len(out) == len(SENTS) * 4 and out[1] == ""
+    assert sum(a == b for a, b in zip(fp32, out)) >= 0.75 * len(out)
+
+
 def test_ensemble_of_one_equals_the_model(trained):
     d = model_dir(trained)
     single = Translator.load(d, beam=3).translate_nbest(SENTS)
