@@ -2,6 +2,7 @@
 
     python benchmarks/beam_ratio.py MODEL_DIR SOURCE_FILE [--beam 5] [--repeats 5]
         [--threads 2] [--checkpoint best.pt] [--stop exact|early]
+        [--precision fp32|bf16]
 
 Loads the model once, translates the whole file greedily and with the beam in turn,
 `--repeats` times each, and prints the median times, sentences/s and their ratio.
@@ -30,10 +31,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default="best.pt", help="file in MODEL_DIR")
     ap.add_argument("--stop", choices=["exact", "early"], help="beam search's rule")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], help="decode.precision")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tr = Translator.load(
-        a.model_dir, checkpoint=a.checkpoint, stop=a.stop, device="cpu"
+        a.model_dir,
+        checkpoint=a.checkpoint,
+        stop=a.stop,
+        precision=a.precision,
+        device="cpu",
     )
     opener = gzip.open if a.source.endswith(".gz") else open
     with opener(a.source, "rt", encoding="utf-8") as f:
