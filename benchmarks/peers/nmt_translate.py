@@ -1,6 +1,6 @@
 """Translate a file with nmt's Translator and time the decoding alone.
 
-    python nmt_translate.py MODEL_DIR BEAM SRC OUT THREADS [CHECKPOINT]
+    python nmt_translate.py MODEL_DIR BEAM SRC OUT THREADS [CHECKPOINT [PRECISION]]
 
 Prints {"seconds": ...}: the time of Translator.translate over all lines, without
 loading the model, as Joey NMT's "Generation took" and OpenNMT-py's -report_time do.
@@ -16,10 +16,11 @@ from nmt.malloc import from_environment
 from nmt.translate import Translator
 
 from_environment()  # as the nmt command does
-model, beam, src, out, threads, *checkpoint = sys.argv[1:]
+model, beam, src, out, threads, *rest = sys.argv[1:]
+checkpoint, precision = (rest + ["best.pt", "fp32"][len(rest) :])[:2]
 torch.set_num_threads(int(threads))
 tr = Translator.load(
-    model, checkpoint=(checkpoint or ["best.pt"])[0], beam=int(beam), device="cpu"
+    model, checkpoint=checkpoint, beam=int(beam), precision=precision, device="cpu"
 )
 with open(src, encoding="utf-8") as f:
     lines = f.read().split("\n")[:-1]

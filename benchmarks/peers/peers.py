@@ -2,8 +2,8 @@
 
     /work/venv/bin/python benchmarks/peers/peers.py [--train-minutes T] [--batch B]
         [--threads N] [--every C] [--plain-updates U] [--minutes M] [--work DIR]
-        [--variants A,B] [--systems nmt,plain,onmt,joeynmt] [--smoke] [--write]
-        [--table] [--merge]
+        [--variants A,B] [--systems nmt,nmt-bf16,plain,onmt,joeynmt] [--smoke]
+        [--write] [--table] [--merge]
 
 The peers live in their own environments (benchmarks/peers/setup_envs.sh); their
 configurations are joeynmt.yaml and onmt.yaml here, nmt's overrides nmt.yaml. All
@@ -17,7 +17,9 @@ complete at T translates test2016 greedily and with beam 5, so BLEU is "after th
 same training time". Variant A has no attention (Joey NMT always attends, so it runs
 in B only); B has Luong "general" attention without input feeding. In A a plain
 torch.nn.LSTM encoder-decoder of nmt's size (plain_lstm.py) trains U updates on
-nmt's batches: the practical speed limit. Training speed: seconds per update over
+nmt's batches: the practical speed limit. In B, nmt also trains with bf16 autocast
+and translates with bf16 autocast (`train.precision` and `decode.precision: bf16`;
+the CPU's bf16 matrix units): "nmt-bf16". Training speed: seconds per update over
 the log lines after the first (warm-up) interval, as target tokens/s with the
 corpus's mean target length. Peak RSS: the whole training process. Translation
 speed: sentences/s as timed by each system around its decoding loop (model loading
@@ -60,7 +62,10 @@ RECIPE = REPO / "recipes" / "multi30k_de_en.yaml"
 RAW = REPO.parent / "shared" / "data" / "multi30k"  # ../shared/data beside the repo
 VENVS = Path(os.environ.get("PEERS_VENVS", "/work/peers_venvs"))  # setup_envs.sh ROOT
 NMT_BIN = Path(sys.executable).parent
-ORDER = ("nmt", "plain", "onmt", "joeynmt")  # systems run in this order per variant
+# systems, run in this order per variant; "nmt-bf16" is nmt training and translating
+# with bf16 autocast (train/decode.precision: bf16), in B only
+ORDER = ("nmt", "nmt-bf16", "plain", "onmt", "joeynmt")
+OURS = ("nmt", "nmt-bf16")
 SRC, TGT = "de", "en"
 DECODES = {"greedy": 1, "beam5": 5}
 # Both peers call torch.load() without weights_only, which torch >= 2.6 turns into a
@@ -268,6 +273,7 @@ def score_pieces(path: Path, data: dict) -> float:
 
 OUTPUTS = {  # system -> the file of its test2016 output for a DECODES key
     "nmt": "test.{}.en",  # text
+    "nmt-bf16": "test.{}.en",
     "joeynmt": "out.{}.test",  # pieces
     "onmt": "out.{}",  # pieces
 }
@@ -282,7 +288,7 @@ def pieces_per_second(s: Settings, r: Result, data: dict) -> None:
     for key in r.sents_s:
         path = s.work / f"{r.system}_{r.variant}" / OUTPUTS[r.system].format(key)
         lines = read_lines(path)
-        if r.system == "nmt":
+        if r.system in OURS:
             n = sum(len(x) for x in sp.encode(lines))
         else:
             n = sum(len(x.split()) for x in lines)
@@ -311,11 +317,15 @@ def train_for(s: Settings, r: Result, cmd: list, out: Path, env=None) -> Done:
     return done
 
 
-def nmt_system(s: Settings, variant: str, data: dict) -> Result:
-    """Train with the nmt CLI, translate with its Translator (timed in the child)."""
+def nmt_system(
+    s: Settings, variant: str, data: dict, precision: str = "fp32"
+) -> Result:
+    """Train with the nmt CLI, translate with its Translator (timed in the child),
+    both in `precision` (train.precision, decode.precision)."""
     import torch
 
-    out, r = s.work / f"nmt_{variant}", Result("nmt", variant)
+    name = "nmt" if precision == "fp32" else f"nmt-{precision}"
+    out, r = s.work / f"{name}_{variant}", Result(name, variant)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "data").exists():  # reuse the corpus encoded by prepare_data
         (out / "data").symlink_to(s.work / "nmt" / "data")
@@ -330,6 +340,7 @@ def nmt_system(s: Settings, variant: str, data: dict) -> Result:
             "train.keep_last": 4,
             "train.batch_sentences": s.batch,
             "train.log_every": s.log_every,
+            "train.precision": precision,
         },
     )
     cmd = [NMT_BIN / "nmt", "train", RECIPE, *sets]
@@ -345,7 +356,7 @@ def nmt_system(s: Settings, variant: str, data: dict) -> Result:
         hyp, log = out / f"test.{key}.{TGT}", out / f"translate.{key}.log"
         src = data["dir"] / f"test.raw.{SRC}"
         cmd = [NMT_BIN / "python", HERE / "nmt_translate.py", out / "model", beam]
-        run([*cmd, src, hyp, s.threads, ckpt.name], log, s)
+        run([*cmd, src, hyp, s.threads, ckpt.name, precision], log, s)
         seconds = float(grep(log, r'\{"seconds": ([\d.e-]+)\}'))
         r.sents_s[key] = data["n_test"] / seconds
         r.bleu[key] = bleu(read_lines(hyp), data)
@@ -469,11 +480,11 @@ def table(results: list[Result]) -> str:
     for r in results:
         cells = (fmt.format(get(r)) if get(r) else "-" for _, fmt, get in COLUMNS)
         rows.append(f"| {r.variant} | {r.system} | " + " | ".join(cells) + " |")
-    for ours in [r for r in results if r.system == "nmt"]:
+    for ours in [r for r in results if r.system in OURS]:
         for other in results:
-            if other.variant == ours.variant and other.system != "nmt":
+            if other.variant == ours.variant and other.system not in OURS:
                 cells = (ratio(get(ours), get(other)) for _, _, get in COLUMNS)
-                name = f"nmt / {other.system}"
+                name = f"{ours.system} / {other.system}"
                 rows.append(f"| {ours.variant} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -548,6 +559,7 @@ def main() -> None:
         return
     systems = {
         "nmt": nmt_system,
+        "nmt-bf16": lambda s, v, d: nmt_system(s, v, d, "bf16"),
         "plain": plain_system,
         "joeynmt": joey_system,
         "onmt": onmt_system,
@@ -560,6 +572,8 @@ def main() -> None:
                 continue
             if name == "plain" and variant != "A":
                 continue  # the speed limit of the model without attention
+            if name == "nmt-bf16" and variant != "B":
+                continue
             print(f"{variant}: {name} ...", flush=True)
             try:
                 results.append(systems[name](s, variant, data))
