@@ -158,6 +158,13 @@ class Decoder(nn.Module):
         self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
     ) -> torch.Tensor:
         """Teacher forcing. tgt_in [B, T], mask [B, T] -> logits [n_real, V]."""
+        return self.out(self.features(tgt_in, state, mask))
+
+    def features(
+        self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher forcing up to the output layer: the (dropped-out) readouts
+        [n_real, R] of the real target positions, row-major in tgt_in."""
         e = self.dropout(self.embed(tgt_in))
         state = self.start(state, gates=self.loop)
         rows = mask.nonzero(as_tuple=True)  # only real positions reach the vocabulary
@@ -168,7 +175,7 @@ class Decoder(nn.Module):
                 r, state = self._advance(e[:, t], gi[:, t], state)
                 outs.append(r)
             r = torch.stack(outs, dim=1)[rows]
-            return self.out(self.dropout(r))
+            return self.dropout(r)
         x = e
         if self.cho:
             x = torch.cat([e, state.context.unsqueeze(1).expand(-1, e.size(1), -1)], -1)
@@ -180,7 +187,7 @@ class Decoder(nn.Module):
             a = a[rows]
         read = None if state.read is None else state.read[rows[0]]
         r = self._readout(h[rows], e[rows], read, a)
-        return self.out(self.dropout(r))
+        return self.dropout(r)
 
     def _attend(
         self, query: torch.Tensor, state: DecoderState

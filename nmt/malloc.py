@@ -1,15 +1,15 @@
 """Opt-in: keep freed memory for reuse instead of returning it to the OS (glibc).
 
 glibc serves allocations above its mmap threshold (at most 32 MB) with fresh pages
-from mmap and unmaps them on free. On CPU the largest tensors of every training
-step and decoding batch (logits [tokens, vocabulary] and their gradients, hundreds
-of MB) are above it, so each step faults those pages in again: a 52-minute
-Multi30k training run spent 13% of its CPU time in the kernel (356 million minor
-page faults). Serving everything from the heap lets the next step reuse the same
-pages: training 2,345 -> 2,909 target tokens/s, decoding 7-19% faster. The price
-is memory: without mmap the heap fragments, and a 4.5-minute training run peaked at
-5.4 GB RSS against 2.2 GB without it. So it is off unless NMT_REUSE_MEMORY=1 is
-set (the `nmt` command checks it at start); measurements in BENCHMARKS.md.
+from mmap and unmaps them on free, so a tensor that size is faulted in again at
+every step. Training computes its loss over chunks of 16 MB of logits
+(Seq2Seq.forward) for that reason, but other activations of a big batch are still
+above the threshold. Serving everything from the heap lets the next step reuse the
+same pages: multi30k_de_en training 2,936 -> 3,318 target tokens/s (before the
+chunked loss: 2,345 -> 2,909), decoding 7-19% faster. The price is memory: without
+mmap the heap fragments (a 3.5-minute bf16 run peaked at 7.9 GB RSS against 3.6 GB
+without it). So it is off unless NMT_REUSE_MEMORY=1 is set (the `nmt` command
+checks it at start); measurements in BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ from nmt.tokenizer import PAD
 
 __all__ = ["Bridge", "Decoder", "DecoderState", "Encoder", "Seq2Seq", "build_model"]
 
+LOSS_CHUNK = 4 * 2**20  # logits per chunk of the training loss (Seq2Seq.forward)
+
 
 class Encoder(nn.Module):
     def __init__(
@@ -111,12 +113,29 @@ class Seq2Seq(nn.Module):
         return self.decoder(batch.tgt_in, state, batch.tgt_out != PAD)
 
     def forward(self, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Summed cross-entropy over the real target tokens (teacher forcing)."""
-        logits = self.logits(batch)
-        gold = batch.tgt_out[batch.tgt_out != PAD]
-        return F.cross_entropy(
-            logits.float(), gold, label_smoothing=label_smoothing, reduction="sum"
+        """Summed cross-entropy over the real target tokens (teacher forcing).
+
+        The output layer and the loss run over chunks of target positions of
+        LOSS_CHUNK logits each: the same sum, but each chunk's logits and their
+        gradient (16 MB in float32) come from the allocator's heap and are reused,
+        where a whole batch's (hundreds of MB) would be fresh pages at every step.
+        """
+        mask = batch.tgt_out != PAD
+        r = self.decoder.features(
+            batch.tgt_in, self.encode(batch.src, batch.src_len), mask
         )
+        gold = batch.tgt_out[mask]
+        rows = max(1, LOSS_CHUNK // self.decoder.out.out_features)
+        loss = r.new_zeros((), dtype=torch.float32)
+        for i in range(0, r.size(0), rows):
+            logits = self.decoder.out(r[i : i + rows])
+            loss = loss + F.cross_entropy(
+                logits.float(),
+                gold[i : i + rows],
+                label_smoothing=label_smoothing,
+                reduction="sum",
+            )
+        return loss
 
 
 def _init(model: nn.Module, scheme: str, rng: float) -> None:

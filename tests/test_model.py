@@ -146,3 +146,35 @@ def test_input_feeding_needs_luong():
     cfg = ModelConfig(embed_dim=8, attention="bahdanau", input_feeding=True)
     with pytest.raises(NmtError, match="input_feeding: true needs"):
         build_model(cfg, 30, 25)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_chunked_loss_equals_whole_batch_loss(monkeypatch, smoothing):
+    """Seq2Seq.forward's loss over chunks of target positions (here 2 rows of 25
+    logits per chunk, with a ragged last chunk) is the same sum, with the same
+    gradients, as one cross-entropy over all the logits at once."""
+    import torch.nn.functional as F
+
+    import nmt.model
+
+    model = small_model("lstm", "cho").train()
+    b = collate([[4, 5, 6], [7, 8]], [[9, 10, 11], [12, 13]], reverse=False)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    torch.manual_seed(1)  # same dropout masks (the model has none; be sure)
+    gold = b.tgt_out[b.tgt_out != PAD]
+    whole = F.cross_entropy(
+        model.logits(b), gold, label_smoothing=smoothing, reduction="sum"
+    )
+    g_whole = grads(whole)
+    monkeypatch.setattr(nmt.model, "LOSS_CHUNK", 2 * 25)
+    torch.manual_seed(1)
+    chunked = model(b, label_smoothing=smoothing)
+    assert gold.numel() % 2 == 1  # 7 positions: 3 chunks of 2 and one of 1
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    for a, c in zip(g_whole, grads(chunked)):
+        assert torch.allclose(a, c, atol=1e-5)
