@@ -17,7 +17,7 @@ complete at T translates test2016 greedily and with beam 5, so BLEU is "after th
 same training time". Variant A has no attention (Joey NMT always attends, so it runs
 in B only); B has Luong "general" attention without input feeding. In A a plain
 torch.nn.LSTM encoder-decoder of nmt's size (plain_lstm.py) trains U updates on
-nmt's batches: the practical speed limit. In B, nmt also trains with bf16 autocast
+nmt's batches: the practical speed limit. nmt also trains with bf16 autocast
 and translates with bf16 autocast (`train.precision` and `decode.precision: bf16`;
 the CPU's bf16 matrix units): "nmt-bf16". Training speed: seconds per update over
 the log lines after the first (warm-up) interval, as target tokens/s with the
@@ -63,7 +63,7 @@ RAW = REPO.parent / "shared" / "data" / "multi30k"  # ../shared/data beside the 
 VENVS = Path(os.environ.get("PEERS_VENVS", "/work/peers_venvs"))  # setup_envs.sh ROOT
 NMT_BIN = Path(sys.executable).parent
 # systems, run in this order per variant; "nmt-bf16" is nmt training and translating
-# with bf16 autocast (train/decode.precision: bf16), in B only
+# with bf16 autocast (train/decode.precision: bf16)
 ORDER = ("nmt", "nmt-bf16", "plain", "onmt", "joeynmt")
 OURS = ("nmt", "nmt-bf16")
 SRC, TGT = "de", "en"
@@ -572,8 +572,6 @@ def main() -> None:
                 continue
             if name == "plain" and variant != "A":
                 continue  # the speed limit of the model without attention
-            if name == "nmt-bf16" and variant != "B":
-                continue
             print(f"{variant}: {name} ...", flush=True)
             try:
                 results.append(systems[name](s, variant, data))
