@@ -164,7 +164,8 @@ class DecodeConfig:
     # length (faster; may miss a better, longer translation).
     stop: str = field(default="exact", metadata=_choice("exact", "early"))
     # bf16: matrix products in bfloat16 under torch.autocast (CPU or CUDA), faster
-    # where the hardware has bf16 units; scores stay float32, outputs may differ.
+    # where the hardware has bf16 units (refused on a CPU without them); scores stay
+    # float32, outputs may differ.
     precision: str = field(default="fp32", metadata=_choice("fp32", "bf16"))
     max_len_a: float = field(default=1.5, metadata=_range(0.0))  # max = a * src + b
     max_len_b: int = field(default=10, metadata=_range(0))

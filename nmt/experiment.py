@@ -10,9 +10,10 @@ from tqdm import tqdm
 from nmt import toy
 from nmt.config import Config
 from nmt.data import Corpus, prepare
+from nmt.hardware import require_native_bf16
 from nmt.metrics import score
 from nmt.trainer import Trainer
-from nmt.translate import Translator
+from nmt.translate import Translator, pick_device
 
 
 def baselines(cfg: Config, corpus: Corpus) -> dict:
@@ -62,6 +63,11 @@ def table(results: list[dict], base: dict) -> str:
 
 
 def run(cfg: Config, resume: bool = False, log=print) -> dict:
+    # a precision this machine cannot run fails now, not after the training
+    if cfg.train.precision == "bf16":
+        require_native_bf16(pick_device(cfg.train.device), "train.precision")
+    if cfg.decode.precision == "bf16":
+        require_native_bf16(pick_device("auto"), "decode.precision")
     corpus = prepare(cfg, log)
     base = baselines(cfg, corpus)
     log(

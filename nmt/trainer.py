@@ -24,6 +24,7 @@ from nmt.config import Config
 from nmt.data import Corpus
 from nmt.distributed import setup
 from nmt.errors import NmtError
+from nmt.hardware import require_native_bf16
 from nmt.model import build_model
 from nmt.plot import plot_log
 from nmt.schedule import Schedule
@@ -77,6 +78,8 @@ class Trainer:
             raise NmtError(
                 "train.precision: fp16 needs a CUDA device; use fp32 or bf16"
             )
+        if self.precision == "bf16":
+            require_native_bf16(self.device, "train.precision")
         # a no-op unless fp16: scales the loss so small gradients do not underflow
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.precision == "fp16"

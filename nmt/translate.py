@@ -15,6 +15,7 @@ from nmt.batching import make_batches, source_tensor
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, DecodeConfig, config_from_dict
 from nmt.errors import NmtError
+from nmt.hardware import require_native_bf16
 from nmt.model import Seq2Seq, build_model
 from nmt.search import Hyps, beam_search, greedy, max_lengths
 from nmt.tokenizer import BOS, Tokenizer
@@ -165,6 +166,8 @@ class Translator:
             if precision not in ("fp32", "bf16"):
                 raise NmtError(f"precision must be fp32 or bf16, not {precision!r}")
             cfg.decode.precision = precision
+        if cfg.decode.precision == "bf16":
+            require_native_bf16(dev, "decode.precision")
         return cls(model, tok, cfg, dev, beam or cfg.decode.beam, max(1, nbest))
 
     def _encode(self, lines: list[str]) -> list[list[int]]:

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from nmt.config import Config, config_from_dict
+from nmt.hardware import bf16_emulated
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -87,6 +88,14 @@ needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "multi30k").is_dir(),
     reason=f"real corpora not found at {SHARED_DATA} "
     "(../shared/data beside the checkout)",
+)
+
+
+EMULATED_BF16 = bf16_emulated(torch.device("cpu"))
+needs_native_bf16 = pytest.mark.skipif(
+    EMULATED_BF16,
+    reason="this CPU has no bfloat16 instructions, and nmt refuses bf16 on it "
+    "(nmt/hardware.py)",
 )
 
 

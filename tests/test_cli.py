@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import nmt
+import pytest
+
+from tests.conftest import EMULATED_BF16, nmt
 
 
 def one_error_line(proc) -> str:
@@ -116,3 +118,16 @@ def test_user_mistakes_get_one_line_and_status_2(trained, tmp_path):
     ref = tmp_path / "r.txt"
     ref.write_text("a\n")
     assert "has 1 lines" in one_error_line(nmt("evaluate", "--ref", ref, "--hyp", hyp))
+
+
+@pytest.mark.skipif(not EMULATED_BF16, reason="this CPU runs bf16 natively")
+def test_bf16_where_the_cpu_would_emulate_it_is_one_clear_error(trained, tmp_path):
+    tmp, recipe, _ = trained
+    src = tmp_path / "in.txt"
+    src.write_text("a b c\n")
+    err = one_error_line(
+        nmt("translate", tmp / "work" / "model", "-i", src, "--precision", "bf16")
+    )
+    assert "decode.precision: bf16 needs a CPU with bfloat16 instructions" in err
+    err = one_error_line(nmt("run", recipe, "--set", "train.precision=bf16"))
+    assert "train.precision: bf16" in err

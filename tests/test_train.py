@@ -6,6 +6,7 @@ import torch
 from nmt.data import prepare
 from nmt.trainer import Trainer
 from nmt.translate import Translator
+from tests.conftest import needs_native_bf16
 
 
 def quiet(*_):
@@ -105,6 +106,7 @@ def test_non_finite_losses_are_skipped_then_stop(make_config, monkeypatch):
     assert (cfg.model_dir / "last.pt").exists()
 
 
+@needs_native_bf16
 def test_bf16_autocast_path_runs_on_cpu(make_config):
     """The mixed-precision path (bf16 autocast, as on CUDA) trains and validates."""
     cfg = make_config(train={"precision": "bf16", "max_steps": 3, "valid_every": 3})

@@ -14,7 +14,7 @@ from nmt.data import prepare
 from nmt.scoring import corpus_perplexity, score_pairs
 from nmt.trainer import Trainer
 from nmt.translate import Translator
-from tests.conftest import nmt
+from tests.conftest import needs_native_bf16, nmt
 
 SENTS = [
     "da vaim skousts saifen.",
@@ -38,6 +38,7 @@ def test_api_one_line_per_input_and_batch_invariance(trained):
         assert len(together) == len(SENTS) and together[1] == "" and together[2] == ""
 
 
+@needs_native_bf16
 def test_bf16_decoding_runs_under_autocast_and_mostly_agrees(trained, monkeypatch):
     import torch
 
