@@ -107,6 +107,45 @@ def test_fused_training_equals_step_by_step(dec, cond, att):
     assert torch.allclose(fused, stepped, atol=1e-5)
 
 
+def _stepped(model, b, grad: bool) -> torch.Tensor:
+    with torch.set_grad_enabled(grad):
+        state = model.encode(b.src, b.src_len)
+        out = []
+        for t in range(b.tgt_in.size(1)):
+            logp, state = model.decoder.step(b.tgt_in[:, t], state)
+            out.append(logp)
+    return torch.stack(out).detach()
+
+
+@pytest.mark.parametrize(
+    "dec,cond,att",
+    [("gru", "cho", None), ("lstm", "sutskever", None)]
+    + [("gru", "cho", a) for a in ATTENTION],
+)
+def test_decode_tables_equal_the_products_and_follow_weight_updates(
+    dec, cond, att, monkeypatch
+):
+    """Without gradients, step() looks each previous word's shares of the gates
+    and readout up in per-word tables: the same numbers as the products, and an
+    in-place weight update (an optimizer step) makes it rebuild them."""
+    model = small_model(dec, cond, attention=att)
+    b = collate([[4, 5, 6], [7, 8]], [[9, 10, 11], [12, 13, 14]], reverse=False)
+    products, looked_up = _stepped(model, b, True), _stepped(model, b, False)
+    with torch.no_grad():
+        assert model.decoder.tables() is not None
+    assert torch.allclose(products, looked_up, atol=1e-5)
+    with torch.no_grad():
+        model.decoder.embed.weight.mul_(1.5)
+        model.decoder.out.weight.mul_(2.0)
+    updated = _stepped(model, b, False)
+    assert not torch.allclose(updated, looked_up, atol=1e-3)
+    assert torch.allclose(updated, _stepped(model, b, True), atol=1e-5)
+    monkeypatch.setattr("nmt.decoder.TABLE_BYTES", 0)  # too large: products
+    with torch.no_grad():
+        assert model.decoder.tables() is None
+    assert torch.allclose(updated, _stepped(model, b, False), atol=1e-5)
+
+
 def test_sutskever_feeds_no_context():
     model = small_model("lstm", "sutskever")
     assert model.decoder.rnn.input_size == 8
