@@ -57,7 +57,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-tokens",
         type=int,
-        help="source tokens per greedy batch (divided by the beam size in beam search)",
+        help="source tokens per batch (default: the recipe's decode.batch_tokens)",
+    )
+    p.add_argument(
+        "--batch-rows",
+        type=int,
+        help="hypotheses per batch, sentences x beam (default: decode.batch_rows)",
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
     p.add_argument(
@@ -157,6 +162,7 @@ def cmd_translate(a: argparse.Namespace) -> None:
         beam=a.beam,
         nbest=a.nbest,
         batch_tokens=a.batch_tokens,
+        batch_rows=a.batch_rows,
         length_penalty=a.length_penalty,
         stop=a.stop,
         precision=a.precision,

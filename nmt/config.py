@@ -169,7 +169,11 @@ class DecodeConfig:
     precision: str = field(default="fp32", metadata=_choice("fp32", "bf16"))
     max_len_a: float = field(default=1.5, metadata=_range(0.0))  # max = a * src + b
     max_len_b: int = field(default=10, metadata=_range(0))
+    # A batch holds at most batch_tokens source tokens (padded) and batch_rows
+    # hypotheses (sentences x beam): the rows of every step's [rows, vocabulary]
+    # products and scores.
     batch_tokens: int = field(default=6000, metadata=_range(1))
+    batch_rows: int = field(default=800, metadata=_range(1))
     nbest: int = field(default=1, metadata=_range(1))
 
 

