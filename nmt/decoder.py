@@ -271,10 +271,16 @@ class Decoder(nn.Module):
         return r, new
 
     def step(
-        self, prev: torch.Tensor, state: DecoderState
+        self,
+        prev: torch.Tensor,
+        state: DecoderState,
+        out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """prev [N * width] token ids -> log-probabilities [N * width, V]
-        (float32), next state.
+        (float32), next state. With `out` (a float32 [N * width, V] buffer) the
+        log-probabilities may be written there and returned: the searches pass one
+        buffer per batch, so that steps reuse memory instead of faulting in fresh
+        pages for [rows, V] scores at every step.
 
         The cells are written out so that the constant shares of the input gates
         and readout are computed once per batch (`start`), and, when decoding, the
@@ -297,11 +303,14 @@ class Decoder(nn.Module):
                 gi = per_sentence(e @ self._w_in(0).t(), state.gates, w)
             be = self.read_e(e) if self.cho else None
         r, state = self._advance(be, gi, state)
-        if tab is not None:
-            logits = torch.addmm(self.out.bias, r, tab.out_t)
-        else:
+        if tab is None:
             logits = self.out(self.dropout(r))
-        return F.log_softmax(logits.float(), dim=-1), state
+            return F.log_softmax(logits.float(), dim=-1), state
+        if out is None or torch.is_autocast_enabled(r.device.type):
+            logits = torch.addmm(self.out.bias, r, tab.out_t)
+            return F.log_softmax(logits.float(), dim=-1), state
+        torch.addmm(self.out.bias, r, tab.out_t, out=out)
+        return torch.log_softmax(out, dim=-1, out=out), state
 
     def tables(self) -> DecodeTables | None:
         """The per-word constants of decoding, made once per set of weights (they

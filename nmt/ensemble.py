@@ -40,8 +40,10 @@ class Ensemble(nn.Module):
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> EnsembleState:
         return EnsembleState([m.encode(src, src_len) for m in self.models])
 
-    def step(self, prev: torch.Tensor, state: EnsembleState):
-        """Mean of the members' log-probabilities [N, V]."""
+    def step(
+        self, prev: torch.Tensor, state: EnsembleState, out: torch.Tensor | None = None
+    ):
+        """Mean of the members' log-probabilities [N, V] (`out` is not used)."""
         outs = [m.decoder.step(prev, s) for m, s in zip(self.models, state.states)]
         logp = torch.stack([o[0] for o in outs]).mean(dim=0)
         return logp, EnsembleState([o[1] for o in outs])

@@ -62,8 +62,12 @@ def greedy(
     score = torch.zeros(n, device=dev)
     tokens = torch.zeros(n, int(max_len.max()), dtype=torch.long, device=dev)
     length = torch.zeros(n, dtype=torch.long, device=dev)
+    buf = None  # the steps' [rows, V] scores, one buffer for the whole batch
     for t in range(int(max_len.max())):
-        logp, state = model.decoder.step(prev, state)
+        out = None if buf is None else buf[: prev.size(0)]
+        logp, state = model.decoder.step(prev, state, out)
+        if buf is None:
+            buf = torch.empty_like(logp)
         tok = logp.argmax(dim=-1)
         tok = torch.where(limit[alive] <= t + 1, torch.full_like(tok, EOS), tok)
         best = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
@@ -116,8 +120,12 @@ def beam_search(
     exact = stop == "exact"
     fin_top = torch.full((n, nbest), -math.inf, device=dev)  # best finished, sorted
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
+    buf = None  # the steps' [rows, V] scores, one buffer for the whole batch
     for t in range(int(max_len.max())):
-        logp, state = model.decoder.step(prev, state)  # [m * w, V]
+        out = None if buf is None else buf[: prev.size(0)]
+        logp, state = model.decoder.step(prev, state, out)  # [m * w, V]
+        if buf is None:
+            buf = logp.new_empty(n * k, logp.size(1))
         m, w = scores.shape
         # The global top 2K of score + logp is among each row's own top 2K, so
         # rank those [m * w, 2K] instead of all m * w * V candidates.
