@@ -50,11 +50,13 @@ from pathlib import Path
 
 import sacrebleu
 import sentencepiece as spm
+import torch
 import yaml
 
 import nmt
 from nmt.config import load_config
 from nmt.data import prepare
+from nmt.hardware import bf16_emulated
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -572,6 +574,9 @@ def main() -> None:
                 continue
             if name == "plain" and variant != "A":
                 continue  # the speed limit of the model without attention
+            if name == "nmt-bf16" and bf16_emulated(torch.device("cpu")):
+                print(f"{variant}: nmt-bf16 skipped (no bfloat16 instructions here)")
+                continue
             print(f"{variant}: {name} ...", flush=True)
             try:
                 results.append(systems[name](s, variant, data))
