@@ -258,6 +258,17 @@ def _check_value(value: Any, tp: Any, f: dataclasses.Field, key: str) -> Any:
     return value
 
 
+def override(section: Any, prefix: str, **values: Any) -> None:
+    """Set fields of one config section (e.g. `decode`) from options such as the
+    command line's, checked as the same recipe keys would be; None keeps a field."""
+    hints = typing.get_type_hints(type(section))
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    for name, value in values.items():
+        if value is not None:
+            key = f"{prefix}.{name}"
+            setattr(section, name, _check_value(value, hints[name], fields[name], key))
+
+
 def _build(cls: type, raw: dict, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {

@@ -13,7 +13,7 @@ import yaml
 
 from nmt.batching import make_batches, source_tensor
 from nmt.checkpoint import load_checkpoint
-from nmt.config import Config, DecodeConfig, config_from_dict
+from nmt.config import Config, DecodeConfig, config_from_dict, override
 from nmt.errors import NmtError
 from nmt.hardware import require_native_bf16
 from nmt.model import Seq2Seq, build_model
@@ -157,23 +157,20 @@ class Translator:
             from nmt.ensemble import Ensemble
 
             model = Ensemble([m for m, _, _ in loaded])
-        if batch_tokens:
-            cfg.decode.batch_tokens = batch_tokens
-        if batch_rows:
-            cfg.decode.batch_rows = batch_rows
-        if length_penalty is not None:
-            cfg.decode.length_penalty = length_penalty
-        if stop is not None:
-            if stop not in ("exact", "early"):
-                raise NmtError(f"stop must be 'exact' or 'early', not {stop!r}")
-            cfg.decode.stop = stop
-        if precision is not None:
-            if precision not in ("fp32", "bf16"):
-                raise NmtError(f"precision must be fp32 or bf16, not {precision!r}")
-            cfg.decode.precision = precision
+        override(
+            cfg.decode,
+            "decode",
+            beam=beam,
+            nbest=nbest,
+            batch_tokens=batch_tokens,
+            batch_rows=batch_rows,
+            length_penalty=length_penalty,
+            stop=stop,
+            precision=precision,
+        )
         if cfg.decode.precision == "bf16":
             require_native_bf16(dev, "decode.precision")
-        return cls(model, tok, cfg, dev, beam or cfg.decode.beam, max(1, nbest))
+        return cls(model, tok, cfg, dev, cfg.decode.beam, cfg.decode.nbest)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         ids = self.tokenizer.encode_src(list(lines))

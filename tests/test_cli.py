@@ -109,6 +109,10 @@ def test_user_mistakes_get_one_line_and_status_2(trained, tmp_path):
     assert "model directory not found" in one_error_line(
         nmt("translate", tmp_path / "no_model", stdin=b"x\n")
     )
+    model = tmp / "work" / "model"
+    for opt, key in [("--beam", "decode.beam"), ("--batch-rows", "decode.batch_rows")]:
+        line = one_error_line(nmt("translate", model, opt, "-2", stdin=b"x\n"))
+        assert f"'{key}' must be at least 1; got -2" in line
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("ok line\ncaf\xe9 au lait\n".encode("latin-1"))
     line = one_error_line(nmt("translate", tmp / "work" / "model", "-i", bad))
