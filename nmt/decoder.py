@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt.attention import Attention
+from nmt.dropout import Dropout
 from nmt.tokenizer import PAD
 
 
@@ -111,7 +112,7 @@ class Decoder(nn.Module):
         # recurrence through attention: no single fused call over all steps
         self.loop = self.bahdanau or self.feeding
         self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         rnn = nn.LSTM if self.lstm else nn.GRU
         # first-layer input columns: [e | c (cho) | a (bahdanau) | r_{t-1} (feeding)]
         self.widths = (

@@ -294,6 +294,10 @@ class Trainer:
             f"{summary['train_minutes']} min, {summary['tokens_per_second']} target "
             f"tokens/s, best valid BLEU {summary['best_valid_bleu']}"
         )
+        # No rank may destroy its process group while another still works: rank 1
+        # leaving while rank 0 plotted once ended in "terminate called without an
+        # active exception" (SIGABRT) under gloo.
+        self.dist.barrier()
         return summary
 
     def _epoch_batches(self) -> list:

@@ -89,6 +89,54 @@ def test_encoder_padding_invariance(dec, cond):
     assert torch.allclose(a.hidden[:, 0], b.hidden[:, 0], atol=1e-6)
 
 
+@pytest.mark.parametrize("lengths", [[5, 2, 7, 1], [4, 4, 4]])
+def test_encoder_cpu_paths_equal_packed_lstm(lengths):
+    """With gradients on the CPU, mixed lengths run each layer and direction on
+    padded input (Encoder._padded) and equal lengths one nn.LSTM call: outputs,
+    final states and every gradient are those of nn.LSTM on packed input."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    enc = small_model("lstm", attention=ATTENTION[0]).train().encoder  # dropout 0
+    torch.manual_seed(1)
+    src_len = torch.tensor(lengths)
+    src = torch.randint(4, 30, (len(lengths), max(lengths)))
+    src[torch.arange(src.size(1)) >= src_len.unsqueeze(1)] = PAD
+    weights = list(enc.parameters())
+    grads = []
+    for packed in (False, True):
+        if packed:
+            x = enc.embed(src)
+            p = pack_padded_sequence(x, src_len, batch_first=True, enforce_sorted=False)
+            out, (h, _) = enc.rnn(p)
+            memory = pad_packed_sequence(out, batch_first=True)[0]
+            final = h.transpose(0, 1).reshape(src.size(0), -1)
+        else:
+            final, memory = enc(src, src_len, outputs=True)
+        grads.append(torch.autograd.grad((final**2).sum() + (memory**3).sum(), weights))
+        if not packed:
+            ours = final, memory
+    assert torch.allclose(ours[0], final, atol=1e-6)
+    assert torch.allclose(ours[1], memory, atol=1e-6)
+    assert (ours[1][src == PAD] == 0).all()
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_dropout_keeps_1_minus_p_scaled_and_passes_gradients_through_the_mask():
+    from nmt.dropout import Dropout
+
+    drop = Dropout(0.3).train()
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    assert torch.allclose(y[kept], torch.tensor(1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask / 0.7) / dx
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
 @pytest.mark.parametrize(
     "dec,cond,att",
     [("gru", "cho", None), ("lstm", "cho", None), ("gru", "sutskever", None)]

