@@ -93,7 +93,7 @@ class Encoder(nn.Module):
         On the CPU torch runs a packed LSTM through oneDNN only when all lengths
         are equal; otherwise it loops over time steps in ATen, and its backward
         fills a [tokens, 4H] buffer at every step: on Multi30k batches of mixed
-        lengths the encoder's forward and backward took 1.3-1.5x as long. Here
+        lengths the encoder's forward and backward took 1.2-2x as long. Here
         each layer and direction is one oneDNN call on padded input. The backward
         direction reads each sentence reversed within its length, so padding
         always follows the words and never reaches them: outputs and gradients
