@@ -114,9 +114,15 @@ class Translator:
     tokenizer: Tokenizer
     config: Config
     device: torch.device
-    beam: int
-    nbest: int = 1
     truncated: int = 0  # input lines cut to the model's length limit so far
+
+    @property
+    def beam(self) -> int:
+        return self.config.decode.beam
+
+    @property
+    def nbest(self) -> int:
+        return self.config.decode.nbest
 
     @classmethod
     def load(
@@ -170,7 +176,7 @@ class Translator:
         )
         if cfg.decode.precision == "bf16":
             require_native_bf16(dev, "decode.precision")
-        return cls(model, tok, cfg, dev, cfg.decode.beam, cfg.decode.nbest)
+        return cls(model, tok, cfg, dev)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         ids = self.tokenizer.encode_src(list(lines))
