@@ -48,7 +48,7 @@ def main() -> None:
     times: dict[int, list[float]] = {1: [], a.beam: []}
     for _ in range(a.repeats):
         for beam in times:
-            tr.beam = beam
+            tr.config.decode.beam = beam
             start = time.perf_counter()
             tr.translate(src)
             times[beam].append(time.perf_counter() - start)

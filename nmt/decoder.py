@@ -12,6 +12,7 @@ from torch import nn
 
 from nmt.attention import Attention
 from nmt.dropout import Dropout
+from nmt.packed import Packed
 from nmt.tokenizer import PAD
 
 
@@ -75,9 +76,9 @@ class DecodeTables:
     """Per-word constants for decoding (see `Decoder.tables`)."""
 
     key: tuple  # identity and version of the weights they were made from
-    gates: torch.Tensor  # [V, G * H] W_e e for every target word e
+    gates: torch.Tensor | None  # [V, G * H] W_e e for every target word e
     read: torch.Tensor | None  # [V, R] B e (Cho readout), else None
-    out_t: torch.Tensor  # [R, V] output weights, contiguous
+    linear: dict[str, Packed]  # the per-step products, packed (see `_mm`)
 
 
 def per_sentence(x: torch.Tensor, y: torch.Tensor, width: int) -> torch.Tensor:
@@ -159,15 +160,40 @@ class Decoder(nn.Module):
             feed = state.context.new_zeros(n, self.read_h.out_features)
         return replace(state, gates=g, read=read, keys=keys, feed=feed)
 
-    def _readout(self, h, be, read, a, width: int = 1) -> torch.Tensor:
+    def _readout(self, h, be, read, a, width: int = 1, tab=None) -> torch.Tensor:
         """tanh(A h + B e + C c + D a): h, a [M, *], be = B e [M, R] (None unless
         Cho) and read = C c [M / width, R]."""
-        r = self.read_h(self.dropout(h))
+        r = self._mm(tab, "read_h", self.dropout(h))
         if self.cho:
             r = per_sentence(r + be, read, width)
         if a is not None:
-            r = r + self.read_a(a)
+            r = r + self._mm(tab, "read_a", a)
         return torch.tanh(r)
+
+    def _linears(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """The weights and biases of the products every step makes, by name."""
+        rnn = self.rnn
+        out = {"out": (self.out.weight, self.out.bias)}
+        out["read_h"] = (self.read_h.weight, self.read_h.bias)
+        if self.attn is not None:
+            out["read_a"] = (self.read_a.weight, None)
+        for k in range(rnn.num_layers):
+            out[f"hh{k}"] = (
+                getattr(rnn, f"weight_hh_l{k}"),
+                getattr(rnn, f"bias_hh_l{k}"),
+            )
+            if k > 0:
+                out[f"ih{k}"] = (
+                    getattr(rnn, f"weight_ih_l{k}"),
+                    getattr(rnn, f"bias_ih_l{k}"),
+                )
+        return out
+
+    def _mm(self, tab: DecodeTables | None, name: str, x: torch.Tensor):
+        """The product `name` of `_linears` applied to x: packed when decoding."""
+        if tab is not None:
+            return tab.linear[name](x)
+        return F.linear(x, *self._linears()[name])
 
     def forward(
         self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
@@ -221,12 +247,16 @@ class Decoder(nn.Module):
         return a.reshape(query.size(0), -1), weights.reshape(query.size(0), -1)
 
     def _advance(
-        self, be: torch.Tensor | None, gi: torch.Tensor, state: DecoderState
+        self,
+        be: torch.Tensor | None,
+        gi: torch.Tensor,
+        state: DecoderState,
+        tab: DecodeTables | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """One step of the (deep) cell for the M = N * width hypotheses: be [M, R]
         the previous words' share of the readout (B e; None unless Cho) and gi
         [M, G * H] their share of the first layer's input gates plus `gates`.
-        Returns the readout r_t [M, R] and the new state."""
+        Returns the readout r_t [M, R] and the new state; `tab` when decoding."""
         a = weights = None
         if self.bahdanau:  # attend with the previous top-layer state
             a, weights = self._attend(state.hidden[-1], state)
@@ -236,16 +266,8 @@ class Decoder(nn.Module):
         x, hs, cs = None, [], []
         for k in range(self.rnn.num_layers):
             if k > 0:
-                gi = F.linear(
-                    self.dropout(x),
-                    getattr(self.rnn, f"weight_ih_l{k}"),
-                    getattr(self.rnn, f"bias_ih_l{k}"),
-                )
-            gh = F.linear(
-                state.hidden[k],
-                getattr(self.rnn, f"weight_hh_l{k}"),
-                getattr(self.rnn, f"bias_hh_l{k}"),
-            )
+                gi = self._mm(tab, f"ih{k}", self.dropout(x))
+            gh = self._mm(tab, f"hh{k}", state.hidden[k])
             if self.lstm:
                 i, f, g, o = (gi + gh).chunk(4, dim=1)
                 c = torch.sigmoid(f) * state.cell[k] + torch.sigmoid(i) * torch.tanh(g)
@@ -261,7 +283,7 @@ class Decoder(nn.Module):
             hs.append(x)
         if self.attn is not None and not self.bahdanau:  # Luong: attend with h_t
             a, weights = self._attend(x, state)
-        r = self._readout(x, be, state.read, a, state.width)
+        r = self._readout(x, be, state.read, a, state.width, tab)
         new = replace(
             state,
             hidden=torch.stack(hs),
@@ -293,7 +315,7 @@ class Decoder(nn.Module):
             state = self.start(state)
         w = state.width
         tab = self.tables()
-        if tab is not None:
+        if tab is not None and tab.gates is not None:
             gi = per_sentence(tab.gates.index_select(0, prev), state.gates, w)
             be = None if tab.read is None else tab.read.index_select(0, prev)
         else:
@@ -303,38 +325,51 @@ class Decoder(nn.Module):
             else:
                 gi = per_sentence(e @ self._w_in(0).t(), state.gates, w)
             be = self.read_e(e) if self.cho else None
-        r, state = self._advance(be, gi, state)
+        r, state = self._advance(be, gi, state, tab)
         if tab is None:
             logits = self.out(self.dropout(r))
             return F.log_softmax(logits.float(), dim=-1), state
-        if out is None or torch.is_autocast_enabled(r.device.type):
-            logits = torch.addmm(self.out.bias, r, tab.out_t)
+        logits = tab.linear["out"](r)
+        if out is None or logits.dtype != out.dtype:
             return F.log_softmax(logits.float(), dim=-1), state
-        torch.addmm(self.out.bias, r, tab.out_t, out=out)
-        return torch.log_softmax(out, dim=-1, out=out), state
+        return torch.log_softmax(logits, dim=-1, out=out), state
 
     def tables(self) -> DecodeTables | None:
-        """The per-word constants of decoding, made once per set of weights (they
-        are remade after any in-place update, such as an optimizer step): each
-        target word's share of the first layer's input gates (W_e e) and of the
-        readout (B e), and the output weights transposed into the layout that the
-        [rows, R] x [R, V] product runs fastest in. A lookup of [M, G * H] rows
-        replaces an [M, E] x [E, G * H] product per step (Multi30k test2016 on 2
-        CPU threads: greedy 12% and beam 5 6% faster). None while gradients or
-        dropout are on, or when the tables would exceed TABLE_BYTES (large
-        vocabularies)."""
+        """The constants of decoding, made once per set of weights (they are
+        remade after any in-place update, such as an optimizer step); None while
+        gradients or dropout are on.
+
+        * Each target word's share of the first layer's input gates (W_e e) and of
+          the readout (B e): a lookup of [M, G * H] rows replaces an [M, E] x
+          [E, G * H] product per step (Multi30k test2016 on 2 CPU threads: greedy
+          12% and beam 5 6% faster). None when they would exceed TABLE_BYTES
+          (large vocabularies).
+        * The weights of every per-step product packed for oneDNN (nmt/packed.py;
+          beam 5 with attention 15% faster on the same machine).
+        """
         if torch.is_grad_enabled() or (self.training and self.dropout.p > 0):
             return None
-        vocab = self.embed.num_embeddings
-        width = self.rnn.weight_ih_l0.size(0) + 2 * self.read_h.out_features
-        if vocab * width * self.embed.weight.element_size() > TABLE_BYTES:
-            return None
-        params = [self.embed.weight, self.rnn.weight_ih_l0, self.out.weight]
+        linears = self._linears()
+        params = [self.embed.weight, self.rnn.weight_ih_l0]
+        params += [p for w, b in linears.values() for p in (w, b) if p is not None]
         if self.cho:
             params.append(self.read_e.weight)
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
         if self._tables is not None and self._tables.key == key:
             return self._tables
+        vocab = self.embed.num_embeddings
+        width = self.rnn.weight_ih_l0.size(0) + 2 * self.read_h.out_features
+        small = vocab * width * self.embed.weight.element_size() <= TABLE_BYTES
+        self._tables = None  # free the old ones first
+        with torch.autocast(self.embed.weight.device.type, enabled=False):
+            e = self.embed.weight
+            self._tables = DecodeTables(
+                key,
+                e @ self._w_in(0).t() if small else None,
+                self.read_e(e) if self.cho and small else None,
+                {name: Packed(w, b) for name, (w, b) in linears.items()},
+            )
+        return self._tables
         with torch.autocast(self.embed.weight.device.type, enabled=False):
             e = self.embed.weight
             self._tables = DecodeTables(

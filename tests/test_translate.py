@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from nmt.data import prepare
 from nmt.scoring import corpus_perplexity, score_pairs
 from nmt.trainer import Trainer
 from nmt.translate import Translator
-from tests.conftest import needs_native_bf16, nmt
+from tests.conftest import ROOT, needs_native_bf16, nmt
 
 SENTS = [
     "da vaim skousts saifen.",
@@ -193,3 +194,33 @@ def test_sentence_scores(tmp_path):
     )
     per = json.loads(out.stdout)["per_sentence"]
     assert per[0]["bleu"] == 100.0 and per[1]["bleu"] < 100.0
+
+
+def test_decoding_benchmarks_run_on_a_trained_model(trained, tmp_path):
+    """benchmarks/beam_ratio.py and the peers' timer drive the Translator API as a
+    user's script would; they must keep working as that API changes."""
+    src = tmp_path / "src.txt"
+    src.write_text("".join(s + "\n" for s in SENTS))
+    py, root = sys.executable, str(ROOT)
+    proc = subprocess.run(
+        [py, "benchmarks/beam_ratio.py", model_dir(trained), src, "--beam", "2"]
+        + ["--repeats", "1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"beam 2 / greedy = \d+\.\d\d", proc.stdout)
+    out = tmp_path / "out.txt"
+    proc = subprocess.run(
+        [py, "benchmarks/peers/nmt_translate.py", model_dir(trained), "2", src, out]
+        + ["1"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["seconds"] > 0
+    assert len(out.read_text().split("\n")) == len(SENTS) + 1

@@ -1,0 +1,44 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.packed import Packed
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_equals_linear_on_any_rows(bias):
+    """The oneDNN product (with the weight reordered once) gives F.linear's numbers
+    for row counts that do not fill its blocks and for a strided input."""
+    torch.manual_seed(0)
+    w, b = torch.randn(37, 24), torch.randn(37) if bias else None
+    p = Packed(w, b)
+    if torch.backends.mkldnn.is_available():
+        assert p.blocked is not None  # the fast path is the one measured
+    for rows in (1, 3, 17, 64):
+        x = torch.randn(rows, 24)
+        assert torch.allclose(p(x), F.linear(x, w, b), atol=1e-5)
+    x = torch.randn(10, 48)[:, ::2]  # not contiguous
+    assert torch.allclose(p(x), F.linear(x, w, b), atol=1e-5)
+
+
+def test_packed_falls_back_where_onednn_cannot_run():
+    """float64 weights, and autocast (bf16 decoding): plain products, in the
+    dtype autocast asks for."""
+    w, b = torch.randn(8, 4, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    p = Packed(w, b)
+    assert p.blocked is None
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.allclose(p(x), F.linear(x, w, b))
+    w32, b32 = w.float(), b.float()
+    q = Packed(w32, b32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = q(x.float())
+    assert y.dtype == torch.bfloat16
+    assert torch.allclose(y.float(), F.linear(x.float(), w32, b32), atol=0.1)
+
+
+def test_packed_weight_follows_no_gradient():
+    """Decoding only: the product keeps no graph even for a weight that wants one."""
+    lin = torch.nn.Linear(6, 5)
+    y = Packed(lin.weight, lin.bias)(torch.randn(2, 6))
+    assert not y.requires_grad
