@@ -171,7 +171,10 @@ class Decoder(nn.Module):
         return torch.tanh(r)
 
     def _linears(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        """The weights and biases of the products every step makes, by name."""
+        """The weights and biases, by name, of the per-step products that decoding
+        packs: all but attention's own and, with Bahdanau attention or input
+        feeding, the first layer's product with a_t or r_{t-1} (a slice of its
+        input weights, left to `addmm`)."""
         rnn = self.rnn
         out = {"out": (self.out.weight, self.out.bias)}
         out["read_h"] = (self.read_h.weight, self.read_h.bias)
