@@ -42,6 +42,12 @@ class Packed:
                 w = self.weight.contiguous()
                 self.blocked = torch.ops.mkldnn._reorder_linear_weight(w, None)
 
+    def __getstate__(self) -> dict:  # oneDNN's copy cannot be copied or pickled
+        return {"weight": self.weight, "bias": self.bias}
+
+    def __setstate__(self, state: dict) -> None:  # so it is made again
+        self.__init__(state["weight"], state["bias"])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device.type
         if self.blocked is not None and x.dtype == torch.float32:

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -191,6 +193,8 @@ def test_decode_tables_equal_the_products_and_follow_weight_updates(
     updated = _stepped(model, b, False)
     assert not torch.allclose(updated, looked_up, atol=1e-3)
     assert torch.allclose(updated, _stepped(model, b, True), atol=1e-5)
+    clone = copy.deepcopy(model)  # its tables hold oneDNN copies of weights
+    assert torch.allclose(_stepped(clone, b, False), updated, atol=1e-5)
     monkeypatch.setattr("nmt.decoder.TABLE_BYTES", 0)  # too large: products
     with torch.no_grad():
         model.decoder.out.weight.mul_(1.0)  # a new version: tables remade

@@ -1,3 +1,6 @@
+import copy
+import pickle
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,3 +45,14 @@ def test_packed_weight_follows_no_gradient():
     lin = torch.nn.Linear(6, 5)
     y = Packed(lin.weight, lin.bias)(torch.randn(2, 6))
     assert not y.requires_grad
+
+
+def test_a_model_that_has_decoded_can_be_copied_and_pickled():
+    """The oneDNN copy of a weight cannot be copied; a Packed drops it and packs
+    again, so copy.deepcopy and torch.save of a decoder keep working."""
+    lin = torch.nn.Linear(6, 5)
+    p = Packed(lin.weight, lin.bias)
+    x = torch.randn(3, 6)
+    for q in (copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
+        assert torch.allclose(q(x), p(x))
+        assert (q.blocked is None) == (p.blocked is None)
