@@ -160,7 +160,9 @@ class Decoder(nn.Module):
             feed = state.context.new_zeros(n, self.read_h.out_features)
         return replace(state, gates=g, read=read, keys=keys, feed=feed)
 
-    def _readout(self, h, be, read, a, width: int = 1, tab=None) -> torch.Tensor:
+    def _readout(
+        self, h, be, read, a, width: int = 1, tab: DecodeTables | None = None
+    ) -> torch.Tensor:
         """tanh(A h + B e + C c + D a): h, a [M, *], be = B e [M, R] (None unless
         Cho) and read = C c [M / width, R]."""
         r = self._mm(tab, "read_h", self.dropout(h))
@@ -175,28 +177,29 @@ class Decoder(nn.Module):
         packs: all but attention's own and, with Bahdanau attention or input
         feeding, the first layer's product with a_t or r_{t-1} (a slice of its
         input weights, left to `addmm`)."""
-        rnn = self.rnn
-        out = {"out": (self.out.weight, self.out.bias)}
-        out["read_h"] = (self.read_h.weight, self.read_h.bias)
-        if self.attn is not None:
-            out["read_a"] = (self.read_a.weight, None)
-        for k in range(rnn.num_layers):
-            out[f"hh{k}"] = (
-                getattr(rnn, f"weight_hh_l{k}"),
-                getattr(rnn, f"bias_hh_l{k}"),
-            )
-            if k > 0:
-                out[f"ih{k}"] = (
-                    getattr(rnn, f"weight_ih_l{k}"),
-                    getattr(rnn, f"bias_ih_l{k}"),
-                )
-        return out
+        names = ["out", "read_h"] + (["read_a"] if self.attn is not None else [])
+        for k in range(self.rnn.num_layers):
+            names += [f"hh{k}"] + ([f"ih{k}"] if k > 0 else [])
+        return {name: self._linear(name) for name in names}
+
+    def _linear(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One entry of `_linears`."""
+        if name == "out":
+            return self.out.weight, self.out.bias
+        if name == "read_h":
+            return self.read_h.weight, self.read_h.bias
+        if name == "read_a":
+            return self.read_a.weight, None
+        kind, k = name[:2], name[2:]  # hh<k> or ih<k>: the RNN's layer k
+        return getattr(self.rnn, f"weight_{kind}_l{k}"), getattr(
+            self.rnn, f"bias_{kind}_l{k}"
+        )
 
     def _mm(self, tab: DecodeTables | None, name: str, x: torch.Tensor):
         """The product `name` of `_linears` applied to x: packed when decoding."""
         if tab is not None:
             return tab.linear[name](x)
-        return F.linear(x, *self._linears()[name])
+        return F.linear(x, *self._linear(name))
 
     def forward(
         self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor

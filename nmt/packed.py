@@ -4,9 +4,10 @@ On the CPU torch multiplies float32 matrices with MKL. For the shapes of a
 decoding step (a few hundred rows against a fixed weight) oneDNN's matmul is
 faster once the weight has been reordered into its own blocked layout, which
 torch exposes for its compiler's CPU backend (`torch.ops.mkldnn`). On the 2-core
-AVX2 machine of BENCHMARKS.md, [160-640, 512] x [512, 8000] ran at 130-139
-GFLOP/s against MKL's 74-112, and beam 5 on Multi30k with attention went from 74.8
-to 86.3 sentences/s. For training-sized products ([4096, 512] x [512, 8000] and
+AVX2 machine of BENCHMARKS.md, [160-640, 512] x [512, 8000] ran at 72-139 GFLOP/s
+against MKL's 53-112 (faster in each of nine paired timings), and beam 5 on
+Multi30k with attention went from 77.8 to 85.7 sentences/s, the same translations.
+For training-sized products ([4096, 512] x [512, 8000] and
 their gradients) it was no faster, and the weights change at every update, so
 only decoding packs.
 
