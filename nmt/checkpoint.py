@@ -44,6 +44,29 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         ) from None
 
 
+def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """`model.load_state_dict(state)`, or one line saying why they do not fit."""
+    ours, theirs = set(model.state_dict()), set(state)
+    missing, extra = sorted(ours - theirs), sorted(theirs - ours)
+    if missing or extra:
+        what = [
+            f"{name} {', '.join(keys[:3])}"
+            for name, keys in (("missing", missing), ("unexpected", extra))
+            if keys
+        ]
+        raise NmtError(
+            f"{path}: its weights do not fit the model its config describes "
+            f"({'; '.join(what)}); was it made by another version of nmt?"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # same names, other shapes
+        first = str(e).strip().splitlines()[-1].strip()
+        raise NmtError(
+            f"{path}: its weights do not fit the model its config describes: {first}"
+        ) from None
+
+
 def save_numbered(
     model_state: dict, cfg, step: int, directory: Path, keep: int
 ) -> None:

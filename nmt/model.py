@@ -1,13 +1,14 @@
 """The encoder-decoder of Cho et al. 2014 with a deep bidirectional LSTM encoder.
 
-    src ─► Embedding ─► biLSTM ─► final fwd/bwd h of every layer
-        ─► Bridge: c = tanh(W [h_1..h_L]) and decoder state s_0 = tanh(U c)
+    src ─► Embedding ─► biLSTM ─► final fwd/bwd h of every layer: f = [h_1..h_L]
+        ─► Bridge: c = tanh(W f) and decoder state s_0 = tanh(U c)
     y_{t-1} ─► Embedding ─► [e_{t-1}; c] ─► GRU/LSTM ─► h_t
         ─► readout r_t = tanh(A h_t + B e_{t-1} + C c) ─► vocabulary logits
 
-With `conditioning: sutskever` the context only initialises the decoder and the
-readout sees h_t alone (Sutskever et al. 2014). Because c is constant over time,
-teacher-forced training runs the decoder in one fused RNN call.
+With `conditioning: sutskever` the source only initialises the decoder, through
+a linear s_0 = V f + b (see Bridge), and the readout sees h_t alone (Sutskever
+et al. 2014). Because c is constant over time, teacher-forced training runs the
+decoder in one fused RNN call.
 
 Attention (an option, nmt/attention.py) adds a context a_t over the encoder's
 outputs. Luong: a_t is computed from h_t and enters the readout (+ D a_t); without
@@ -127,19 +128,41 @@ class Encoder(nn.Module):
 
 
 class Bridge(nn.Module):
-    """Encoder final states -> context c and the decoder's initial state."""
+    """Encoder final states f -> the context c and the decoder's initial state s_0.
+
+    Cho conditioning: c = tanh(W f) enters the decoder at every step, and
+    s_0 = tanh(U c). Sutskever conditioning: the source reaches the decoder only
+    through s_0, which is linear, s_0 = V f + b (h_0 and, for an LSTM, c_0), and
+    c is f itself (the decoder reads it nowhere else). Through the two tanh
+    layers, Adam drove s_0 into saturation within 80 updates on Multi30k (mean
+    |h_0| 0.996, the same in every sentence), where no gradient reaches the
+    encoder: the model never learnt to use the source (BENCHMARKS.md,
+    "The Sutskever bridge").
+    """
 
     def __init__(
-        self, in_dim: int, context_dim: int, layers: int, hidden: int, lstm: bool
+        self,
+        in_dim: int,
+        context_dim: int,
+        layers: int,
+        hidden: int,
+        lstm: bool,
+        cho: bool = True,
     ):
         super().__init__()
-        self.to_context = nn.Linear(in_dim, context_dim)
-        self.to_state = nn.Linear(context_dim, layers * hidden * (2 if lstm else 1))
+        states = layers * hidden * (2 if lstm else 1)
+        self.cho = cho
+        if cho:
+            self.to_context = nn.Linear(in_dim, context_dim)
+        self.to_state = nn.Linear(context_dim if cho else in_dim, states)
         self.layers, self.hidden, self.lstm = layers, hidden, lstm
 
     def forward(self, final: torch.Tensor) -> DecoderState:
-        c = torch.tanh(self.to_context(final))
-        s = torch.tanh(self.to_state(c))  # [B, (2) * L * H]
+        if self.cho:
+            c = torch.tanh(self.to_context(final))
+            s = torch.tanh(self.to_state(c))  # [B, (2) * L * H]
+        else:
+            c, s = final, self.to_state(final)
         s = s.view(s.size(0), -1, self.layers, self.hidden).permute(1, 2, 0, 3)
         h = s[0].contiguous()
         cell = s[1].contiguous() if self.lstm else None
@@ -217,9 +240,15 @@ def _init(model: nn.Module, scheme: str, rng: float) -> None:
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc, dec = cfg.encoder, cfg.decoder
     encoder = Encoder(src_vocab, cfg.embed_dim, enc.hidden, enc.layers, enc.dropout)
-    context_dim = dec.hidden
+    cho = dec.conditioning == "cho"
+    context_dim = dec.hidden if cho else encoder.final_dim
     bridge = Bridge(
-        encoder.final_dim, context_dim, dec.layers, dec.hidden, dec.type == "lstm"
+        encoder.final_dim,
+        context_dim,
+        dec.layers,
+        dec.hidden,
+        dec.type == "lstm",
+        cho,
     )
     if cfg.input_feeding and cfg.attention != "luong":
         raise NmtError(

@@ -19,7 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from nmt.batching import Batch, collate, make_batches
-from nmt.checkpoint import load_checkpoint, save_checkpoint, save_numbered
+from nmt.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_numbered,
+)
 from nmt.config import Config
 from nmt.data import Corpus
 from nmt.distributed import setup
@@ -119,7 +124,7 @@ class Trainer:
                 f"cannot resume: {path} does not exist (train without --resume)"
             )
         ck = load_checkpoint(path, self.device)
-        self.model.load_state_dict(ck["model"])
+        load_weights(self.model, ck["model"], path)
         self.opt.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["schedule"])
         if ck.get("scaler"):

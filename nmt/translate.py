@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from nmt.batching import make_batches, source_tensor
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import load_checkpoint, load_weights
 from nmt.config import Config, DecodeConfig, config_from_dict, override
 from nmt.errors import NmtError
 from nmt.hardware import require_native_bf16
@@ -102,7 +102,7 @@ def load_model(model_dir: Path, checkpoint: str, device: torch.device):
     ckpt = load_checkpoint(ckpt_path, device)
     tok = Tokenizer.load(model_dir)
     model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt["model"], ckpt_path)
     return model.to(device).eval(), cfg, tok
 
 

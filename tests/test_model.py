@@ -209,6 +209,23 @@ def test_sutskever_feeds_no_context():
     assert cho.decoder.rnn.input_size == 8 + 12
 
 
+@pytest.mark.parametrize("dec", ["gru", "lstm"])
+def test_sutskever_initial_state_is_linear_in_the_source_summary(dec):
+    """The source reaches a Sutskever decoder only through s_0, which must not
+    saturate: through tanh it did, and the model stopped reading its source."""
+    model = small_model(dec, "sutskever")
+    assert not hasattr(model.bridge, "to_context")
+    f1, f2 = 50 * torch.randn(2, 3, model.encoder.final_dim)
+    a, b, mid = (model.bridge(f) for f in (f1, f2, (f1 + f2) / 2))
+    assert torch.equal(a.context, f1)
+    pairs = [(a.hidden, b.hidden, mid.hidden)]
+    if dec == "lstm":
+        pairs.append((a.cell, b.cell, mid.cell))
+    for x, y, m in pairs:
+        assert x.abs().max() > 5  # far outside tanh's range
+        assert torch.allclose(m, (x + y) / 2, atol=1e-4)
+
+
 @pytest.mark.parametrize("att", ATTENTION)
 def test_attention_weights_sum_to_one_and_skip_padding(att):
     model = small_model("gru", attention=att)

@@ -224,3 +224,26 @@ def test_decoding_benchmarks_run_on_a_trained_model(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["seconds"] > 0
     assert len(out.read_text().split("\n")) == len(SENTS) + 1
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("conditioning", "sutskever"), ("hidden", 20)],  # other names / other shapes
+)
+def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, key, value):
+    """A checkpoint from another model (or another nmt): exit 2, one line."""
+    import shutil
+
+    import yaml
+
+    src = model_dir(trained)
+    dst = shutil.copytree(src, tmp_path / "model")
+    cfg = yaml.safe_load((dst / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg["model"]["decoder"][key] != value
+    cfg["model"]["decoder"][key] = value
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = nmt("translate", dst, stdin=b"un pelainut dat.\n")
+    err = out.stderr.decode().strip()
+    assert out.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "do not fit" in err, err
+    assert str(dst) in err

@@ -3,16 +3,17 @@
     python plain_lstm.py DATA_DIR BATCH UPDATES LOG_EVERY THREADS SAVE_EVERY OUT_DIR
 
 The same layers and sizes as nmt's variant A model in peers.py (embeddings 256,
-2-layer bidirectional LSTM encoder 256 per direction, the bridge, a 1-layer LSTM
-decoder of 512 started from it, a tanh readout of 512, the output layer) written as
-the shortest straightforward PyTorch: cuDNN-style fused nn.LSTM calls, the logits
-of real target positions only, computed and scored in slices of CHUNK positions
-(as nmt's loss is, so that the two differ only in the rest), Adam, label smoothing
-0.1, clipping at 5. The batches are nmt's own (`make_batches` with nmt's seed over
-the same pieces), so any gap between this and `nmt train` is overhead in nmt. Like
-every system in the comparison it saves the model and optimizer every SAVE_EVERY
-updates (OUT_DIR/plain.pt). Prints {"params": ...}, then one JSON line per
-LOG_EVERY updates, like nmt's log.jsonl: {"step", "elapsed", "tokens"}.
+2-layer bidirectional LSTM encoder 256 per direction, the linear bridge of nmt's
+Sutskever conditioning, a 1-layer LSTM decoder of 512 started from it, a tanh
+readout of 512, the output layer) written as the shortest straightforward PyTorch:
+cuDNN-style fused nn.LSTM calls, the logits of real target positions only, computed
+and scored in slices of CHUNK positions (as nmt's loss is, so that the two differ
+only in the rest), Adam, label smoothing 0.1, clipping at 5. The batches are nmt's
+own (`make_batches` with nmt's seed over the same pieces), so any gap between this
+and `nmt train` is overhead in nmt. Like every system in the comparison it saves the
+model and optimizer every SAVE_EVERY updates (OUT_DIR/plain.pt). Prints {"params":
+...}, then one JSON line per LOG_EVERY updates, like nmt's log.jsonl: {"step",
+"elapsed", "tokens"}.
 """
 
 import json
@@ -41,8 +42,7 @@ class Plain(nn.Module):
         self.encoder = nn.LSTM(
             EMBED, ENC, 2, batch_first=True, bidirectional=True, dropout=DROPOUT
         )
-        self.to_context = nn.Linear(4 * ENC, DEC)
-        self.to_state = nn.Linear(DEC, 2 * DEC)
+        self.to_state = nn.Linear(4 * ENC, 2 * DEC)
         self.decoder = nn.LSTM(EMBED, DEC, 1, batch_first=True)
         self.readout = nn.Linear(DEC, DEC)
         self.out = nn.Linear(DEC, tgt_vocab)
@@ -57,8 +57,8 @@ class Plain(nn.Module):
         )
         _, (h, _) = self.encoder(packed)
         n = batch.src.size(0)
-        context = torch.tanh(self.to_context(h.transpose(0, 1).reshape(n, -1)))
-        h0, c0 = torch.tanh(self.to_state(context)).view(n, 2, DEC).unbind(1)
+        final = h.transpose(0, 1).reshape(n, -1)
+        h0, c0 = self.to_state(final).view(n, 2, DEC).unbind(1)
         y, _ = self.decoder(
             self.drop(self.tgt_embed(batch.tgt_in)),
             (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()),
