@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,17 +111,53 @@ def _length_filter(ds: datasets.Dataset, max_len: int, max_ratio: float):
 
 def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     """Build (or reuse) the encoded corpus for this recipe."""
-    root = Path(cfg.workdir) / "data" / cache_key(cfg)
-    done = root / "stats.json"
-    if done.exists():
-        stats = json.loads(done.read_text())
-        log(f"data: reusing cached corpus {root}")
-        splits = datasets.load_from_disk(str(root / "arrow"))
-        return Corpus(splits, Tokenizer.load(root), stats["test_names"], stats)
+    final = Path(cfg.workdir) / "data" / cache_key(cfg)
+    if (final / "stats.json").exists():
+        log(f"data: reusing cached corpus {final}")
+        return _load(final)
 
-    if root.exists():
-        shutil.rmtree(root)  # a half-written cache from an interrupted run
+    # Built under a name of this process's own and renamed when complete: a run
+    # killed half-way leaves no cache that looks whole, and two runs preparing the
+    # same corpus at once do not write into each other's files.
+    root = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):
+        if not _alive(int(stale.name.split(".")[-2])):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)  # an earlier process with this pid
     root.mkdir(parents=True)
+    try:
+        _build(cfg, root, log)
+        if final.exists() and not (final / "stats.json").exists():
+            shutil.rmtree(final)  # half-written by an nmt from before this scheme
+        os.rename(root, final)
+    except OSError:
+        if not (final / "stats.json").exists():
+            raise
+        log(f"data: another run prepared {final} at the same time; using it")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return _load(final)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def _load(root: Path) -> Corpus:
+    """The cached corpus in root (memory-mapped)."""
+    stats = json.loads((root / "stats.json").read_text())
+    splits = datasets.load_from_disk(str(root / "arrow"))
+    return Corpus(splits, Tokenizer.load(root), stats["test_names"], stats)
+
+
+def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
+    """Read, clean, tokenize and encode the corpus into the empty folder root."""
     raw, test_names = load_raw(cfg, Path(cfg.workdir) / "data" / "hf")
     counts: dict[str, dict[str, int]] = {}
 
@@ -183,6 +220,4 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
         "src_vocab": tok.src_vocab_size,
         "tgt_vocab": tok.tgt_vocab_size,
     }
-    done.write_text(json.dumps(stats, indent=1))
-    splits = datasets.load_from_disk(str(root / "arrow"))  # memory-mapped from now on
-    return Corpus(splits, Tokenizer.load(root), test_names, stats)
+    (root / "stats.json").write_text(json.dumps(stats, indent=1))

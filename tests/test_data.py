@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+from pathlib import Path
 
 import datasets
 import pytest
 
+import nmt.data
 from nmt import toy
 from nmt.data import prepare
 from nmt.errors import NmtError
@@ -42,6 +45,10 @@ def corpus_dir(tmp_path):
     return d
 
 
+def data_folder(cfg):
+    return Path(cfg.workdir) / "data"
+
+
 def files_config(make_config, directory, **data):
     return make_config(
         data={
@@ -68,6 +75,55 @@ def test_files_source_counts_and_tests(make_config, corpus_dir):
     assert [name for name, _ in c.tests] == ["test_a", "test_b"]
     assert [len(t) for _, t in c.tests] == [15, 5]
     assert any("2 empty" in m and "1 over max_len/max_ratio" in m for m in logs)
+
+
+def test_cache_is_whole_or_absent(make_config, corpus_dir, monkeypatch):
+    """A run killed while preparing leaves nothing that looks like a cache; a
+    folder left by a dead process is removed, a live one's is not touched."""
+    cfg = files_config(make_config, corpus_dir)
+    build = nmt.data._build
+
+    def killed(cfg, root, log):
+        build(cfg, root, log)
+        raise KeyboardInterrupt  # after writing everything but the rename
+
+    monkeypatch.setattr(nmt.data, "_build", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(cfg, quiet)
+    folder = data_folder(cfg)
+    assert [p.name for p in folder.iterdir() if p.name != "hf"] == []
+    key = nmt.data.cache_key(cfg)
+    dead, live = folder / f".{key}.999999999.tmp", folder / f".{key}.{os.getppid()}.tmp"
+    dead.mkdir()
+    live.mkdir()
+    monkeypatch.setattr(nmt.data, "_build", build)
+    logs = []
+    c = prepare(cfg, logs.append)
+    assert len(c.tests) == 2 and not dead.exists()
+    left = sorted(p.name for p in folder.iterdir() if p.name != "hf")
+    assert left == sorted([key, live.name])
+    prepare(cfg, logs.append)
+    assert "reusing cached corpus" in logs[-1]
+
+
+def test_prepare_uses_a_cache_another_run_finished_first(
+    make_config, corpus_dir, monkeypatch
+):
+    """Two runs preparing the same corpus at once: the second to finish keeps the
+    first's cache and says so."""
+    cfg = files_config(make_config, corpus_dir)
+    build = nmt.data._build
+
+    def raced(cfg, root, log):
+        build(cfg, root, log)
+        shutil.copytree(root, root.parent / nmt.data.cache_key(cfg))  # the other
+
+    monkeypatch.setattr(nmt.data, "_build", raced)
+    logs = []
+    c = prepare(cfg, logs.append)
+    assert "another run prepared" in logs[-1]
+    assert c.stats["counts"]["train"]["kept"] == 300
+    assert not list(data_folder(cfg).glob(".*.tmp"))
 
 
 def test_dedup_is_counted(make_config, tmp_path):
