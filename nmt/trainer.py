@@ -22,6 +22,7 @@ from nmt.batching import Batch, collate, make_batches
 from nmt.checkpoint import (
     load_checkpoint,
     load_weights,
+    numbered,
     save_checkpoint,
     save_numbered,
 )
@@ -63,6 +64,8 @@ class Trainer:
         tok = corpus.tokenizer
         if self.dist.main:
             tok = tok.copy_to(self.dir)
+            if not resume:
+                self._start_over()
         self.model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
         self.model.to(self.device)
         self.net = self.model  # what the forward pass goes through (DDP wrapper or not)
@@ -116,6 +119,23 @@ class Trainer:
             "config": self.cfg.to_dict(),
             **{k: getattr(self, k) for k in _COUNTERS},
         }
+
+    def _start_over(self) -> None:
+        """A fresh run removes an earlier run's checkpoints from the model folder:
+        left there, `keep_last` would prune this run's numbered checkpoints instead
+        of that run's, and averaging would mix the two."""
+        old = [*numbered(self.dir)] + [
+            self.dir / n
+            for n in ("last.pt", "best.pt", "averaged.pt")
+            if (self.dir / n).exists()
+        ]
+        for path in old:
+            path.unlink()
+        if old:
+            self.log(
+                f"starting over: removed {len(old)} checkpoints of an earlier run "
+                f"from {self.dir} (--resume continues a run instead)"
+            )
 
     def _resume(self) -> None:
         path = self.dir / "last.pt"

@@ -76,6 +76,26 @@ def test_same_seed_same_model(make_config):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(make_config):
+    """Without --resume, training in a used model folder starts over: the earlier
+    run's checkpoints go (keep_last would otherwise prune the new run's own)."""
+    from nmt.checkpoint import numbered
+
+    first = make_config(train={"max_steps": 8, "save_every": 4, "keep_last": 2})
+    Trainer(first, prepare(first, quiet), log=quiet).train()
+    (first.model_dir / "averaged.pt").write_bytes(b"an earlier average")
+    assert [p.name for p in numbered(first.model_dir)][-1] == "step-00000008.pt"
+    again = make_config(train={"max_steps": 4, "save_every": 2, "keep_last": 2})
+    logs = []
+    Trainer(again, prepare(again, quiet), log=logs.append).train()
+    names = [p.name for p in numbered(again.model_dir)]
+    assert names == ["step-00000002.pt", "step-00000004.pt"]
+    assert not (again.model_dir / "averaged.pt").exists()
+    assert any("starting over: removed" in m for m in logs)
+    ck = torch.load(again.model_dir / "last.pt", weights_only=True)
+    assert ck["step"] == 4
+
+
 def test_non_finite_losses_are_skipped_then_stop(make_config, monkeypatch):
     import nmt.trainer as trainer_mod
     from nmt.errors import NmtError
