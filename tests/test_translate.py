@@ -224,6 +224,23 @@ def test_decoding_benchmarks_run_on_a_trained_model(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["seconds"] > 0
     assert len(out.read_text().split("\n")) == len(SENTS) + 1
+    words = [s for s in SENTS if s.strip()]
+    tgt = tmp_path / "tgt.txt"
+    src.write_text("".join(s + "\n" for s in words))
+    tgt.write_text("".join(s + "\n" for s in reversed(words)))
+    proc = subprocess.run(
+        [py, "benchmarks/source_use.py", model_dir(trained), src, tgt]
+        + ["--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["sentences"] == len(words)
+    assert got["nats_true_source"] > 0 and got["nats_shuffled_source"] > 0
+    assert 0 < got["mean_abs_h0"] < 1  # the tiny model's bridge: tanh (Cho)
 
 
 @pytest.mark.parametrize(

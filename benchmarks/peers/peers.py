@@ -1,6 +1,6 @@
 """nmt side by side with Joey NMT 2.3.0 and OpenNMT-py 3.5.1 on Multi30k de-en.
 
-    /work/venv/bin/python benchmarks/peers/peers.py [--train-minutes T] [--batch B]
+    .venv/bin/python benchmarks/peers/peers.py [--train-minutes T] [--batch B]
         [--threads N] [--every C] [--plain-updates U] [--minutes M] [--work DIR]
         [--variants A,B] [--systems nmt,nmt-bf16,plain,onmt,joeynmt] [--smoke]
         [--write] [--table] [--merge]
