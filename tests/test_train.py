@@ -36,10 +36,13 @@ def test_loss_goes_clearly_down(make_config):
     assert valid[-1] < valid[0], valid
 
 
-@pytest.mark.parametrize("dec,rev", [("gru", True), ("lstm", False)])
-def test_decoder_types_and_reversal_train_and_translate(make_config, dec, rev):
+@pytest.mark.parametrize(
+    "dec,rev,cond",
+    [("gru", True, "cho"), ("lstm", False, "cho"), ("lstm", True, "sutskever")],
+)
+def test_decoder_types_and_reversal_train_and_translate(make_config, dec, rev, cond):
     cfg = make_config(
-        model={"decoder": {"type": dec}},
+        model={"decoder": {"type": dec, "conditioning": cond}},
         data={"reverse_source": rev},
         train={"max_steps": 6},
     )
@@ -48,6 +51,7 @@ def test_decoder_types_and_reversal_train_and_translate(make_config, dec, rev):
     tr = Translator.load(cfg.model_dir, beam=2)
     assert tr.config.data.reverse_source is rev
     assert tr.config.model.decoder.type == dec
+    assert tr.config.model.decoder.conditioning == cond
     out = tr.translate(["da vaim skousts saifen.", "", "dei pails getul."])
     assert len(out) == 3 and out[1] == ""
 
