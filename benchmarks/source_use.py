@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import random
 from pathlib import Path
 
 import torch
 
 from nmt.batching import source_tensor
-from nmt.scoring import score_pairs
+from nmt.scoring import corpus_perplexity, score_pairs
 from nmt.translate import Translator
 
 
@@ -33,8 +34,7 @@ def read(path: Path, n: int) -> list[str]:
 
 
 def nats(tr: Translator, src: list[str], tgt: list[str]) -> float:
-    scores = score_pairs(tr, src, tgt)
-    return -sum(lp for lp, _ in scores) / sum(k for _, k in scores)
+    return math.log(corpus_perplexity(score_pairs(tr, src, tgt)))
 
 
 def main() -> None:

@@ -7,9 +7,8 @@ torch exposes for its compiler's CPU backend (`torch.ops.mkldnn`). On the 2-core
 AVX2 machine of BENCHMARKS.md, [160-640, 512] x [512, 8000] ran at 72-139 GFLOP/s
 against MKL's 53-112 (faster in each of nine paired timings), and beam 5 on
 Multi30k with attention went from 77.8 to 85.7 sentences/s, the same translations.
-For training-sized products ([4096, 512] x [512, 8000] and
-their gradients) it was no faster, and the weights change at every update, so
-only decoding packs.
+For training-sized products ([4096, 512] x [512, 8000] and their gradients) it was
+no faster, and the weights change at every update, so only decoding packs.
 
 A `Packed` falls back to `torch.addmm` with the weight transposed once (the
 layout MKL runs [rows, in] x [in, out] fastest in) where oneDNN cannot run it: not

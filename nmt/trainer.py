@@ -124,7 +124,7 @@ class Trainer:
         """A fresh run removes an earlier run's checkpoints from the model folder:
         left there, `keep_last` would prune this run's numbered checkpoints instead
         of that run's, and averaging would mix the two."""
-        old = [*numbered(self.dir)] + [
+        old = numbered(self.dir) + [
             self.dir / n
             for n in ("last.pt", "best.pt", "averaged.pt")
             if (self.dir / n).exists()
