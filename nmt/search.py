@@ -49,6 +49,27 @@ def row_topk(
     return values, cols.gather(1, j)
 
 
+def row_argmax(x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """`x.argmax(dim=1)` (each row's first maximum), faster on CPU for wide
+    rows, where torch's argmax is not vectorised and its maximum is ([400, 8000]
+    on 2 threads: 4 ms against 0.2 ms). The first run of `chunk` columns that
+    holds the row's maximum is found from the runs' maxima, and the argmax is
+    taken within it."""
+    n, v = x.shape
+    runs = v // chunk
+    if x.device.type != "cpu" or runs < 4:
+        return x.argmax(dim=1)
+    main = runs * chunk
+    run = x[:, :main].view(n, runs, chunk).amax(dim=2).argmax(dim=1)
+    cols = run.unsqueeze(1) * chunk + torch.arange(chunk, device=x.device)
+    best = cols.gather(1, x.gather(1, cols).argmax(dim=1, keepdim=True)).squeeze(1)
+    if main < v:  # the columns after the last full run win only if strictly larger
+        value, j = x[:, main:].max(dim=1)
+        later = value > x.gather(1, best.unsqueeze(1)).squeeze(1)
+        best = torch.where(later, j + main, best)
+    return best
+
+
 @torch.no_grad()
 def greedy(
     model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
@@ -68,7 +89,7 @@ def greedy(
         logp, state = model.decoder.step(prev, state, out)
         if buf is None:
             buf = torch.empty_like(logp)
-        tok = logp.argmax(dim=-1)
+        tok = row_argmax(logp)
         tok = torch.where(limit[alive] <= t + 1, torch.full_like(tok, EOS), tok)
         best = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
         score[alive] += best

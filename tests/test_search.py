@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nmt.batching import source_tensor
-from nmt.search import beam_search, greedy, max_lengths, row_topk
+from nmt.search import beam_search, greedy, max_lengths, row_argmax, row_topk
 from nmt.tokenizer import EOS
 from tests.test_model import ATTENTION, small_model
 
@@ -165,3 +165,16 @@ def test_row_topk_values_equal_torch_topk(width):
         assert torch.equal(values, x.topk(k, dim=1).values)
         assert torch.equal(x.gather(1, index), values)
         assert all(len(set(r)) == k for r in index.tolist())  # k distinct columns
+
+
+@pytest.mark.parametrize("width", [8000, 8003, 257, 100])
+def test_row_argmax_is_torch_argmax_ties_included(width):
+    """The first maximum of each row, as x.argmax(dim=1), whether it lies in a
+    full run of columns or after the last one, with many ties."""
+    g = torch.Generator().manual_seed(width)
+    x = torch.randint(0, 30, (41, width), generator=g).float()  # ties everywhere
+    x[0, :] = 1.0  # one row all equal: column 0
+    x[1, -1] = 99.0  # the maximum in the partial last run
+    x[2, -1] = x[2, :-1].max()  # tied with an earlier one: the earlier wins
+    x[3, 70] = x[3, 200 % width] = 99.0  # two equal maxima in different runs
+    assert torch.equal(row_argmax(x), x.argmax(dim=1))
