@@ -51,10 +51,10 @@ def row_topk(
 
 def row_argmax(x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """`x.argmax(dim=1)` (each row's first maximum), faster on CPU for wide
-    rows, where torch's argmax is not vectorised and its maximum is ([400, 8000]
-    on 2 threads: 4 ms against 0.2 ms). The first run of `chunk` columns that
-    holds the row's maximum is found from the runs' maxima, and the argmax is
-    taken within it."""
+    rows, where torch's argmax is not vectorised but its amax is ([400, 8000] on
+    2 threads: 4 ms against 0.2 ms). The first run of `chunk` columns that holds
+    the row's maximum is found from the runs' maxima, and the argmax is taken
+    within it (0.9 ms in all)."""
     n, v = x.shape
     runs = v // chunk
     if x.device.type != "cpu" or runs < 4:
