@@ -121,7 +121,8 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     # same corpus at once do not write into each other's files.
     root = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
-        if not _alive(int(stale.name.split(".")[-2])):  # left by a killed run
+        pid = stale.name.split(".")[-2]
+        if pid.isdigit() and not _alive(int(pid)):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)  # an earlier process with this pid
     root.mkdir(parents=True)
@@ -140,12 +141,13 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process pid exists (signal 0 asks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's
-        return True
+    except PermissionError:  # it exists, and is another user's
+        pass
     return True
 
 

@@ -106,6 +106,18 @@ def test_cache_is_whole_or_absent(make_config, corpus_dir, monkeypatch):
     assert "reusing cached corpus" in logs[-1]
 
 
+def test_a_leftover_folder_not_named_by_a_pid_is_left_alone(make_config, corpus_dir):
+    """Only folders named by a process id are checked and cleaned; any other name
+    that matches the pattern neither stops preparation nor gets removed."""
+    cfg = files_config(make_config, corpus_dir)
+    folder = data_folder(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    other = folder / f".{nmt.data.cache_key(cfg)}.mine.tmp"
+    other.mkdir()
+    assert len(prepare(cfg, quiet).tests) == 2
+    assert other.exists()
+
+
 def test_prepare_uses_a_cache_another_run_finished_first(
     make_config, corpus_dir, monkeypatch
 ):
