@@ -18,30 +18,50 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     never a torn one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the process id in the name tells a later run whether its writer is alive
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as either
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
+        kept = " (the previous one is kept)" if path.exists() else ""
+        raise NmtError(f"cannot write checkpoint {path}: {reason}{kept}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: Path,
+    map_location: str | torch.device = "cpu",
+    needs: tuple[str, ...] = ("model",),
+) -> dict:
+    """A checkpoint dict, loaded as data only, that has the keys in `needs`."""
     path = Path(path)
     if not path.is_file():
         raise NmtError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise NmtError(
             f"{path}: not a readable checkpoint ({type(e).__name__})"
         ) from None
+    missing = [k for k in needs if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise NmtError(
+            f"{path}: not an nmt checkpoint of this kind (no {', '.join(missing)})"
+        )
+    if "model" in needs and not isinstance(ck["model"], dict):
+        raise NmtError(f"{path}: its 'model' entry is not a set of weights")
+    return ck
 
 
 def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
@@ -84,22 +104,41 @@ def numbered(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob("step-*.pt"))
 
 
+PROTECTED = ("best.pt", "last.pt")  # what training writes; never an average's output
+
+
 def average(directory: Path, last: int, out_name: str = "averaged.pt") -> Path:
-    """Average the parameters of the newest `last` numbered checkpoints."""
+    """Average the parameters of the newest `last` numbered checkpoints into
+    `out_name`, which may not be a checkpoint that training writes."""
     directory = Path(directory)
+    if last < 1:
+        raise NmtError(f"--last must be at least 1; got {last}")
     if not directory.is_dir():
         raise NmtError(f"model directory not found: {directory}")
+    out = directory / out_name
+    if out.name in PROTECTED or out.name.startswith("step-"):
+        raise NmtError(
+            f"-o {out_name} would overwrite a checkpoint that training writes; "
+            "name another file (default: averaged.pt)"
+        )
     paths = numbered(directory)[-last:]
     if not paths:
         raise NmtError(f"{directory}: no step-*.pt checkpoints to average")
     acc: dict[str, torch.Tensor] = {}
     ck: dict = {}
     for p in paths:
-        ck = load_checkpoint(p)
+        ck = load_checkpoint(p, needs=("model", "step", "config"))
+        if acc and (
+            set(ck["model"]) != set(acc)
+            or any(v.shape != acc[k].shape for k, v in ck["model"].items())
+        ):
+            raise NmtError(
+                f"{p} has other weights than {paths[0].name} (another model size?); "
+                "average checkpoints of one run"
+            )
         for k, v in ck["model"].items():
             acc[k] = acc[k] + v.double() if k in acc else v.double()
     state = {k: (v / len(paths)).to(ck["model"][k].dtype) for k, v in acc.items()}
-    out = directory / out_name
     save_checkpoint(
         {
             "model": state,

@@ -6,11 +6,30 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from nmt.errors import NmtError
+from nmt.errors import NmtError, StopRequested
+from nmt.files import check_output, count_lines, output_file, read_lines
 from nmt.malloc import from_environment
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too (argparse prints its usage text first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"nmt: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -25,9 +44,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="nmt", description="Recurrent neural machine translation."
-    )
+    ap = _Parser(prog="nmt", description="Recurrent neural machine translation.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="prepare + train + translate the test sets + score")
     _recipe_args(p)
@@ -93,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("average", help="average the last K numbered checkpoints")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
-    p.add_argument("--last", type=int, default=5, help="how many checkpoints (K)")
+    p.add_argument("--last", type=_positive, default=5, help="how many checkpoints (K)")
     p.add_argument(
         "-o", "--output", default="averaged.pt", help="file name in MODEL_DIR"
     )
@@ -125,36 +142,18 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def read_lines(path: str | None) -> Iterator[str]:
-    """Lines split on '\\n' only (never on other control characters), UTF-8 checked."""
-    if path is None:
-        stream, name = sys.stdin.buffer, "<stdin>"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise NmtError(f"input file not found: {path}")
-        stream, name = open(p, "rb"), path  # noqa: SIM115
-    with stream:
-        for n, raw in enumerate(stream, start=1):
-            try:
-                yield raw.rstrip(b"\n").removesuffix(b"\r").decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise NmtError(
-                    f"{name}, line {n}: not valid UTF-8 (byte {e.start + 1})"
-                ) from None
-
-
-def _check_file(path: str | None) -> int:
-    """Validate a whole input file before any output is written; returns its lines."""
-    return sum(1 for _ in read_lines(path)) if path else 0
-
-
 def cmd_translate(a: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from nmt.translate import Translator
 
-    total = _check_file(a.input)
+    # everything that can be refused is refused before the model loads
+    total = count_lines(a.input)
+    if a.output:
+        check_output(a.output, inputs=(a.input,))
+    plots = Path(a.attention_plot) if a.attention_plot else None
+    if plots and plots.exists() and not plots.is_dir():
+        raise NmtError(f"--attention-plot {plots} is a file, not a folder")
     dirs = a.model_dir if len(a.model_dir) > 1 else a.model_dir[0]
     tr = Translator.load(
         dirs,
@@ -180,32 +179,30 @@ def cmd_translate(a: argparse.Namespace) -> None:
                 yield line
 
         lines = keep(lines)
-    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
-    with tqdm(
-        total=total or None,
-        desc="translate",
-        unit="sent",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=1.0,
-    ) as bar:
+    with (
+        output_file(a.output, inputs=(a.input,)) as out,
+        tqdm(
+            total=total,
+            desc="translate",
+            unit="sent",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        ) as bar,
+    ):
         n = tr.translate_stream(lines, out.write, progress=bar.update)
-    out.flush()
-    if a.output:
-        out.close()
     if a.attention_plot:
         from nmt.plot import plot_attention
 
         folder = Path(a.attention_plot)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NmtError(f"--attention-plot {folder}: {e.strerror}") from None
         for i, (src, tgt, w) in enumerate(tr.attention_maps(first)):
             plot_attention(src, tgt, w, folder / f"{i:05d}.png", f"line {i + 1}")
         print(f"wrote {len(first)} attention plots to {folder}", file=sys.stderr)
-    msg = f"translated {n} lines (beam {tr.beam})"
-    if tr.truncated:
-        limit = tr.config.data.max_len
-        msg += f"; {tr.truncated} lines over {limit} tokens were truncated"
-    print(msg, file=sys.stderr)
+    print(f"translated {n} lines (beam {tr.beam})", file=sys.stderr)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -217,7 +214,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             raise NmtError("evaluate --model needs --src SRC")
         from nmt.translate import Translator
 
-        _check_file(a.src)
+        count_lines(a.src)
         hyps = Translator.load(a.model, beam=a.beam).translate(list(read_lines(a.src)))
     else:
         hyps = list(read_lines(a.hyp))
@@ -290,22 +287,27 @@ def dispatch(a: argparse.Namespace) -> None:
     from nmt.config import load_config
 
     cfg = load_config(a.recipe, a.overrides)
-    if a.command == "run":
-        from nmt.experiment import run
-
-        run(cfg, resume=a.resume)
-    elif a.command == "prepare":
+    if a.command == "prepare":
         from nmt.data import prepare
 
         prepare(cfg)
-    elif a.command == "train":
-        from nmt.distributed import prepare_once, shutdown
-        from nmt.trainer import Trainer
+        return None
+    from nmt.workdir import locked, precheck
 
-        try:
-            Trainer(cfg, prepare_once(cfg), resume=a.resume).train()
-        finally:
-            shutdown()
+    precheck(cfg, a.resume)  # before any data is prepared or any file touched
+    with locked(cfg.workdir, a.command):
+        if a.command == "run":
+            from nmt.experiment import run
+
+            run(cfg, resume=a.resume)
+        else:
+            from nmt.distributed import prepare_once, shutdown
+            from nmt.trainer import Trainer
+
+            try:
+                Trainer(cfg, prepare_once(cfg), resume=a.resume).train()
+            finally:
+                shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,12 +318,21 @@ def main(argv: list[str] | None = None) -> int:
     except NmtError as e:
         print(f"nmt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        hint = "; continue with --resume" if args.command in ("train", "run") else ""
-        print(f"nmt: interrupted ({e or 'SIGINT'}){hint}", file=sys.stderr)
-        return 143 if str(e) == "SIGTERM" else 130
+    except StopRequested as e:  # training saved last.pt, then stopped
+        print(
+            f"nmt: stopped by {e.signal}; saved {e.checkpoint}, continue with --resume",
+            file=sys.stderr,
+        )
+        return 143 if e.signal == "SIGTERM" else 130
+    except KeyboardInterrupt:
+        print("nmt: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # the filesystem or the machine, not a bug: one line
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"nmt: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     return 0
 
 

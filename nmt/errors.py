@@ -8,3 +8,14 @@ class NmtError(Exception):
     shows a traceback for it. The message says what is wrong and where
     (file, line, key).
     """
+
+
+class StopRequested(Exception):
+    """Training was asked to stop (SIGINT or SIGTERM) and saved last.pt first.
+
+    `signal` is the signal's name; the CLI exits with 130 (SIGINT) or 143 (SIGTERM).
+    """
+
+    def __init__(self, signal: str, checkpoint: str = ""):
+        super().__init__(signal)
+        self.signal, self.checkpoint = signal, checkpoint

@@ -10,10 +10,11 @@ from tqdm import tqdm
 from nmt import toy
 from nmt.config import Config
 from nmt.data import Corpus, prepare
-from nmt.hardware import require_native_bf16
+from nmt.files import write_text
 from nmt.metrics import score
 from nmt.trainer import Trainer
-from nmt.translate import Translator, pick_device
+from nmt.translate import Translator
+from nmt.workdir import locked, precheck
 
 
 def baselines(cfg: Config, corpus: Corpus) -> dict:
@@ -41,9 +42,7 @@ def evaluate_tests(cfg: Config, corpus: Corpus) -> list[dict]:
             mininterval=1.0,
         ) as bar:
             hyps = tr.translate(src, progress=bar.update)
-        Path(cfg.workdir, f"{name}.hyp").write_text(
-            "".join(h + "\n" for h in hyps), encoding="utf-8"
-        )
+        write_text(Path(cfg.workdir, f"{name}.hyp"), "".join(h + "\n" for h in hyps))
         s = score(hyps, [ref])
         results.append({"name": name, "sentences": len(src), "beam": tr.beam, **s})
     return results
@@ -63,11 +62,12 @@ def table(results: list[dict], base: dict) -> str:
 
 
 def run(cfg: Config, resume: bool = False, log=print) -> dict:
-    # a precision this machine cannot run fails now, not after the training
-    if cfg.train.precision == "bf16":
-        require_native_bf16(pick_device(cfg.train.device), "train.precision")
-    if cfg.decode.precision == "bf16":
-        require_native_bf16(pick_device("auto"), "decode.precision")
+    precheck(cfg, resume)  # what would fail after the training fails now
+    with locked(cfg.workdir, "run"):
+        return _run(cfg, resume, log)
+
+
+def _run(cfg: Config, resume: bool, log) -> dict:
     corpus = prepare(cfg, log)
     base = baselines(cfg, corpus)
     log(
@@ -84,7 +84,7 @@ def run(cfg: Config, resume: bool = False, log=print) -> dict:
         "data": corpus.stats["counts"],
     }
     path = Path(cfg.workdir) / "results.json"
-    path.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    write_text(path, json.dumps(out, indent=2))
     log(table(results, base))
     log(f"results written to {path}")
     return out

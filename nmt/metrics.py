@@ -9,6 +9,8 @@ from nmt.errors import NmtError
 
 def score(hyps: list[str], refs: list[list[str]], ter: bool = False) -> dict:
     """Corpus BLEU and chrF (and TER); `refs` is a list of reference streams."""
+    if not hyps:
+        raise NmtError("nothing to score: the hypothesis file has no lines")
     for i, r in enumerate(refs):
         if len(r) != len(hyps):
             raise NmtError(

@@ -17,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, png_path: Path) -> None:
+    """Atomically: a reader never sees half a PNG, a failure keeps the old one."""
+    from nmt.files import output_file
+
+    with output_file(png_path, mode="wb") as f:
+        fig.savefig(f, dpi=100, format="png")
+    plt.close(fig)
+
+
 def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
     plt = _pyplot()
     train, valid = [], []
@@ -55,8 +64,7 @@ def plot_log(log_path: Path, png_path: Path, title: str = "") -> None:
     ax.legend(loc="upper right")
     ax.set_title(title or png_path.parent.parent.name)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, png_path)
 
 
 def plot_attention(
@@ -75,5 +83,4 @@ def plot_attention(
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, png_path)

@@ -26,8 +26,6 @@ def score_pairs(
     if not hasattr(tr.model, "logits"):
         raise NmtError("nmt score takes one model directory, not an ensemble")
     s_ids, t_ids = tr.tokenizer.encode_src(src), tr.tokenizer.encode_tgt(tgt)
-    limit = tr.config.data.max_len
-    s_ids = [s[:limit] for s in s_ids]
     s_len = np.array([len(s) for s in s_ids])
     t_len = np.array([len(t) for t in t_ids])
     out: list[tuple[float, int]] = [(0.0, 0)] * len(src)

@@ -22,20 +22,28 @@ from nmt.batching import Batch, collate, make_batches
 from nmt.checkpoint import (
     load_checkpoint,
     load_weights,
-    numbered,
     save_checkpoint,
     save_numbered,
 )
 from nmt.config import Config
-from nmt.data import Corpus
+from nmt.data import Corpus, cache_key
 from nmt.distributed import setup
-from nmt.errors import NmtError
+from nmt.errors import NmtError, StopRequested
+from nmt.files import write_text
 from nmt.hardware import require_native_bf16
 from nmt.model import build_model
 from nmt.plot import plot_log
 from nmt.schedule import Schedule
 from nmt.translate import pick_device
 from nmt.validation import dev_scores
+from nmt.workdir import (
+    check_resume,
+    check_resume_files,
+    keep_aside,
+    locked,
+    remove_stale_temporaries,
+    write_manifest,
+)
 
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before training gives up
 _COUNTERS = (
@@ -62,10 +70,7 @@ class Trainer:
         self.dir = cfg.model_dir
         torch.manual_seed(t.seed)
         tok = corpus.tokenizer
-        if self.dist.main:
-            tok = tok.copy_to(self.dir)
-            if not resume:
-                self._start_over()
+        self.resuming = resume
         self.model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
         self.model.to(self.device)
         self.net = self.model  # what the forward pass goes through (DDP wrapper or not)
@@ -99,11 +104,8 @@ class Trainer:
         self.best_bleu, self.bad_evals, self.skipped, self.bad_steps = -1.0, 0, 0, 0
         self.elapsed, self.tokens = 0.0, 0
         self._stop_signal: int | None = None
-        if resume:
+        if resume:  # reads last.pt and checks it; writes nothing
             self._resume()
-        elif self.dist.main:
-            cfg.save(self.dir / "config.yaml")
-            (self.dir / "log.jsonl").write_text("")
 
     # ------------------------------------------------------------ state
 
@@ -120,22 +122,29 @@ class Trainer:
             **{k: getattr(self, k) for k in _COUNTERS},
         }
 
-    def _start_over(self) -> None:
-        """A fresh run removes an earlier run's checkpoints from the model folder:
-        left there, `keep_last` would prune this run's numbered checkpoints instead
-        of that run's, and averaging would mix the two."""
-        old = numbered(self.dir) + [
-            self.dir / n
-            for n in ("last.pt", "best.pt", "averaged.pt")
-            if (self.dir / n).exists()
-        ]
-        for path in old:
-            path.unlink()
-        if old:
-            self.log(
-                f"starting over: removed {len(old)} checkpoints of an earlier run "
-                f"from {self.dir} (--resume continues a run instead)"
-            )
+    def _open_run(self) -> None:
+        """The one place where training starts writing to the model folder, under
+        the workdir lock: a fresh run first moves an earlier run aside (never
+        deletes it); a resumed one checks that its tokenizer and data are the
+        run's own before anything is written."""
+        tok, train = self.corpus.tokenizer, self.corpus.splits["train"]
+        if self.resuming:  # on every rank: none may go on alone
+            check_resume_files(self.cfg, tok, len(train))
+        if not self.dist.main:
+            return
+        if not self.resuming:
+            keep_aside(self.cfg, self.log)
+        removed = remove_stale_temporaries(self.dir) if self.dir.is_dir() else []
+        if removed:
+            self.log(f"removed {len(removed)} temporary files of killed writes")
+        try:
+            tok.copy_to(self.dir)
+        except OSError as e:
+            raise NmtError(f"cannot write to {self.dir}: {e.strerror}") from None
+        if not self.resuming:
+            self.cfg.save(self.dir / "config.yaml")
+            write_manifest(self.cfg, cache_key(self.cfg), len(train))
+            write_text(self.dir / "log.jsonl", "")
 
     def _resume(self) -> None:
         path = self.dir / "last.pt"
@@ -143,10 +152,25 @@ class Trainer:
             raise NmtError(
                 f"cannot resume: {path} does not exist (train without --resume)"
             )
-        ck = load_checkpoint(path, self.device)
+        ck = load_checkpoint(
+            path, self.device, needs=("model", "optimizer", "schedule", "config")
+        )
+        check_resume(self.cfg, ck["config"], path)
+        missing = [k for k in (*_COUNTERS, "rng", "cuda_rng") if k not in ck]
+        if missing:
+            raise NmtError(
+                f"cannot resume from {path}: it holds weights but no training "
+                f"state ({', '.join(missing[:3])}); train without --resume"
+            )
         load_weights(self.model, ck["model"], path)
-        self.opt.load_state_dict(ck["optimizer"])
-        self.schedule.load_state_dict(ck["schedule"])
+        try:
+            self.opt.load_state_dict(ck["optimizer"])
+            self.schedule.load_state_dict(ck["schedule"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise NmtError(
+                f"cannot resume from {path}: its optimizer state does not fit "
+                f"train.optimizer={self.cfg.train.optimizer} ({e})"
+            ) from None
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
         for k in _COUNTERS:
@@ -173,8 +197,12 @@ class Trainer:
 
     def _write_log(self, record: dict) -> None:
         if self.dist.main:
-            with open(self.dir / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            path = self.dir / "log.jsonl"
+            try:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:
+                raise NmtError(f"cannot write {path}: {e.strerror}") from None
 
     # ------------------------------------------------------------ one update
 
@@ -296,7 +324,9 @@ class Trainer:
         handlers = (signal.SIGINT, signal.SIGTERM)
         old = {s: signal.signal(s, self._on_signal) for s in handlers}
         try:
-            status = self._loop()
+            with locked(self.cfg.workdir) if self.dist.main else nullcontext():
+                self._open_run()
+                status = self._loop()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -413,7 +443,7 @@ class Trainer:
                 f"{name}: saved {self.dir / 'last.pt'} at step {self.step}; "
                 "continue with --resume"
             )
-            raise KeyboardInterrupt(name)
+            raise StopRequested(name, str(self.dir / "last.pt"))
         if validated_at != self.step or not (self.dir / "best.pt").exists():
             self._on_validation(bar)
         self._checkpoint(numbered=False)

@@ -9,11 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from nmt.batching import make_batches, source_tensor
 from nmt.checkpoint import load_checkpoint, load_weights
-from nmt.config import Config, DecodeConfig, config_from_dict, override
+from nmt.config import Config, DecodeConfig, override
+
+try:  # TEMPORARY until config.load_model_config lands
+    from nmt.config import load_model_config
+except ImportError:
+    import yaml
+
+    from nmt.config import config_from_dict
+
+    def load_model_config(model_dir):
+        return config_from_dict(
+            yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
+        )
+
+
 from nmt.errors import NmtError
 from nmt.hardware import require_native_bf16
 from nmt.model import Seq2Seq, build_model
@@ -92,10 +105,7 @@ def load_model(model_dir: Path, checkpoint: str, device: torch.device):
     """(model in eval mode, its config, its tokenizer) from a model directory."""
     if not model_dir.is_dir():
         raise NmtError(f"model directory not found: {model_dir}")
-    cfg_path = model_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise NmtError(f"{model_dir} is not a model directory (no config.yaml)")
-    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    cfg = load_model_config(model_dir)
     ckpt_path = model_dir / checkpoint
     if not ckpt_path.is_file() and checkpoint == "best.pt":
         ckpt_path = model_dir / "last.pt"  # training stopped before validating
@@ -114,7 +124,6 @@ class Translator:
     tokenizer: Tokenizer
     config: Config
     device: torch.device
-    truncated: int = 0  # input lines cut to the model's length limit so far
 
     @property
     def beam(self) -> int:
@@ -176,16 +185,18 @@ class Translator:
         )
         if cfg.decode.precision == "bf16":
             require_native_bf16(dev, "decode.precision")
+        if cfg.decode.beam > tok.tgt_vocab_size:
+            raise NmtError(
+                f"beam {cfg.decode.beam} is wider than the target vocabulary "
+                f"({tok.tgt_vocab_size} pieces); use a smaller --beam"
+            )
         return cls(model, tok, cfg, dev)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
-        ids = self.tokenizer.encode_src(list(lines))
-        limit = self.config.data.max_len
-        for i, s in enumerate(ids):
-            if len(s) > limit:
-                ids[i] = s[:limit]
-                self.truncated += 1
-        return ids
+        """Whole lines, however long: data.max_len filters training pairs only. An
+        RNN reads any length; memory is bounded by decode.batch_tokens, and a line
+        longer than that is a batch of its own."""
+        return self.tokenizer.encode_src(list(lines))
 
     def translate_nbest(
         self, lines: list[str], progress=None

@@ -57,7 +57,7 @@ def test_translate_one_line_per_input_line(trained, tmp_path):
     lines = out.read_text(encoding="utf-8").split("\n")
     assert lines[-1] == "" and len(lines) - 1 == 6
     assert lines[1] == "" and lines[2] == ""
-    assert "truncated" in proc.stderr.decode()
+    assert "truncated" not in proc.stderr.decode()  # long lines are read whole
     # stdin/stdout give the same as files
     piped = nmt(
         "translate", tmp / "work" / "model", "--beam", "2", stdin=src.read_bytes()

@@ -80,9 +80,10 @@ def test_same_seed_same_model(make_config):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(make_config):
-    """Without --resume, training in a used model folder starts over: the earlier
-    run's checkpoints go (keep_last would otherwise prune the new run's own)."""
+def test_a_fresh_run_keeps_an_earlier_run_aside(make_config):
+    """Without --resume, training in a used model folder starts over in an empty
+    one: the earlier run moves aside whole (keep_last would otherwise prune the
+    new run's own checkpoints, and averaging would mix the two)."""
     from nmt.checkpoint import numbered
 
     first = make_config(train={"max_steps": 8, "save_every": 4, "keep_last": 2})
@@ -95,7 +96,10 @@ def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(make_config):
     names = [p.name for p in numbered(again.model_dir)]
     assert names == ["step-00000002.pt", "step-00000004.pt"]
     assert not (again.model_dir / "averaged.pt").exists()
-    assert any("starting over: removed" in m for m in logs)
+    (kept,) = again.model_dir.parent.glob("model.*")
+    assert any(f"moved to {kept}" in m for m in logs)
+    assert (kept / "averaged.pt").read_bytes() == b"an earlier average"
+    assert [p.name for p in numbered(kept)][-1] == "step-00000008.pt"
     ck = torch.load(again.model_dir / "last.pt", weights_only=True)
     assert ck["step"] == 4
 
