@@ -137,14 +137,15 @@ class Trainer:
         removed = remove_stale_temporaries(self.dir) if self.dir.is_dir() else []
         if removed:
             self.log(f"removed {len(removed)} temporary files of killed writes")
+        if self.resuming:  # the model folder's tokenizer was checked above
+            return
         try:
             tok.copy_to(self.dir)
         except OSError as e:
             raise NmtError(f"cannot write to {self.dir}: {e.strerror}") from None
-        if not self.resuming:
-            self.cfg.save(self.dir / "config.yaml")
-            write_manifest(self.cfg, cache_key(self.cfg), len(train))
-            write_text(self.dir / "log.jsonl", "")
+        self.cfg.save(self.dir / "config.yaml")
+        write_manifest(self.cfg, cache_key(self.cfg), len(train))
+        write_text(self.dir / "log.jsonl", "")
 
     def _resume(self) -> None:
         path = self.dir / "last.pt"
@@ -379,6 +380,13 @@ class Trainer:
             mininterval=1.0,
             disable=not self.dist.main,
         )
+        try:
+            return self._epochs(bar)
+        finally:
+            bar.close()  # before any error line, which must start a line of its own
+
+    def _epochs(self, bar) -> str:
+        t = self.cfg.train
         if self.dist.enabled:
             self.log(
                 f"{self.dist.world} processes, effective batch {t.batch_tokens} "

@@ -12,21 +12,7 @@ import torch
 
 from nmt.batching import make_batches, source_tensor
 from nmt.checkpoint import load_checkpoint, load_weights
-from nmt.config import Config, DecodeConfig, override
-
-try:  # TEMPORARY until config.load_model_config lands
-    from nmt.config import load_model_config
-except ImportError:
-    import yaml
-
-    from nmt.config import config_from_dict
-
-    def load_model_config(model_dir):
-        return config_from_dict(
-            yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
-        )
-
-
+from nmt.config import Config, DecodeConfig, load_model_config, override
 from nmt.errors import NmtError
 from nmt.hardware import require_native_bf16
 from nmt.model import Seq2Seq, build_model

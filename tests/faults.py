@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from nmt.cli import main
 
@@ -45,11 +48,12 @@ class _Stdin:
         return False
 
 
-def run_cli(*argv, stdin: bytes = b"") -> Result:
-    """`nmt ARGV...` in this process; stdout and stderr captured."""
+def run_cli(*argv, stdin: bytes | None = b"") -> Result:
+    """`nmt ARGV...` in this process; stdout and stderr captured. stdin=None: as if
+    started with standard input closed."""
     out, err = io.StringIO(), io.StringIO()
     old = sys.stdin
-    sys.stdin = _Stdin(stdin)  # type: ignore[assignment]
+    sys.stdin = None if stdin is None else _Stdin(stdin)  # type: ignore[assignment]
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
@@ -78,3 +82,22 @@ def assert_unchanged(before: dict[str, str], *roots: Path) -> None:
     after = snapshot(*roots)
     changed = [p for p, h in before.items() if after.get(p) != h]
     assert not changed, f"changed or removed: {changed}"
+
+
+@contextmanager
+def small_disk(folder: Path, size_kb: int):
+    """A tmpfs of `size_kb` KiB mounted at folder, for tests of a full disk;
+    skips the test where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)]
+    try:
+        done = subprocess.run(mount, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a tmpfs for a full-disk test: {e}")
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip()
+        pytest.skip(f"cannot mount a tmpfs for a full-disk test: {reason}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
