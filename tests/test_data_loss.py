@@ -34,19 +34,17 @@ def finished(trained, tmp_path):
 
 def test_translate_refuses_an_output_that_is_its_input(finished):
     work, _ = finished
-    text = tmp = work.parent / "f.txt"
-    tmp.write_text("da vaim skousts saifen.\nun pelainut dat.\n")
-    before = snapshot(tmp)
+    text = work.parent / "f.txt"
+    text.write_text("da vaim skousts saifen.\nun pelainut dat.\n")
+    before = snapshot(text)
     r = run_cli("translate", work / "model", "-i", text, "-o", text)
     assert "is also the input" in r.error
-    assert_unchanged(before, tmp)
+    assert_unchanged(before, text)
     link = work.parent / "link.txt"  # the same file under another name
-    link.symlink_to(tmp)
-    assert (
-        "is also the input"
-        in run_cli("translate", work / "model", "-i", tmp, "-o", link).error
-    )
-    assert_unchanged(before, tmp)
+    link.symlink_to(text)
+    r = run_cli("translate", work / "model", "-i", text, "-o", link)
+    assert "is also the input" in r.error
+    assert_unchanged(before, text)
 
 
 @pytest.mark.parametrize(
