@@ -233,6 +233,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     sets = set_overrides(Config, raw, overrides)
     cfg = build_from(Config, raw, "recipe", path, sets)
     cfg.recipe_dir = str(path.resolve().parent)
+    if cfg.workdir.startswith("~"):  # as a shell would: `workdir: ~/runs/x`
+        cfg.workdir = str(cfg.resolve(cfg.workdir))
     return cfg
 
 
