@@ -7,20 +7,23 @@ encoded Arrow tables and a changed setting re-encodes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from pyarrow.lib import ArrowException
 
 from nmt.config import Config
 from nmt.errors import NmtError
-from nmt.sources import load_raw, source_stamp
-from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.sources import load_raw, origin, source_stamp
+from nmt.tokenizer import Tokenizer, train_tokenizer, write_error
 
 _MAP = {"batched": True, "batch_size": 2000, "load_from_cache_file": False}
 
@@ -109,6 +112,64 @@ def _length_filter(ds: datasets.Dataset, max_len: int, max_ratio: float):
     return ds.filter(keep, **_MAP)
 
 
+def _os_cause(e: BaseException) -> OSError | None:
+    """The OSError behind e (datasets and pyarrow wrap them), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+# errors of writing (the disk, its permissions), as opposed to a damaged file
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+}
+_WRITE_WORDS = (
+    "No space left",
+    "Not enough disk space",  # datasets checks before it writes
+    "Read-only file system",
+    "Permission denied",
+)
+
+
+@contextmanager
+def _writing(path: Path, cache: bool = False) -> Iterator[None]:
+    """A filesystem error in the block (a full disk, a read-only or unwritable
+    folder) becomes one NmtError naming the path being written. With cache=True
+    the block also reads nmt's own tables under path: a file there that cannot
+    be read is a damaged cache, and the message says how to rebuild it."""
+    try:
+        yield
+    except NmtError:
+        raise
+    except Exception as e:
+        err = _os_cause(e)
+        writing = err is not None and (
+            err.errno in _WRITE_ERRNOS or any(w in str(err) for w in _WRITE_WORDS)
+        )
+        if cache and not writing and isinstance(err or e, (OSError, ArrowException)):
+            reason = str(err or e).splitlines()[0] or type(e).__name__
+            reason = reason if len(reason) <= 200 else reason[:200] + "..."
+            raise NmtError(
+                f"the cache at {path} is damaged ({reason}); delete that folder "
+                "to rebuild it"
+            ) from None
+        if err is None:
+            raise
+        raise write_error(err, path) from None
+
+
 def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     """Build (or reuse) the encoded corpus for this recipe."""
     final = Path(cfg.workdir) / "data" / cache_key(cfg)
@@ -117,24 +178,36 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
         return _load(final)
 
     # Built under a name of this process's own and renamed when complete: a run
-    # killed half-way leaves no cache that looks whole, and two runs preparing the
-    # same corpus at once do not write into each other's files.
+    # killed half-way (or stopped by a full disk) leaves no cache that looks
+    # whole, and two runs preparing the same corpus at once do not write into
+    # each other's files.
     root = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    for stale in final.parent.glob(f".{final.name}.*.tmp"):
-        pid = stale.name.split(".")[-2]
-        if pid.isdigit() and not _alive(int(pid)):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-    shutil.rmtree(root, ignore_errors=True)  # an earlier process with this pid
-    root.mkdir(parents=True)
     try:
-        _build(cfg, root, log)
-        if final.exists() and not (final / "stats.json").exists():
-            shutil.rmtree(final)  # half-written by an nmt from before this scheme
-        os.rename(root, final)
-    except OSError:
-        if not (final / "stats.json").exists():
-            raise
-        log(f"data: another run prepared {final} at the same time; using it")
+        with _writing(final.parent):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            for stale in final.parent.glob(f".{final.name}.*.tmp"):
+                pid = stale.name.split(".")[-2]
+                if pid.isdigit() and not _alive(int(pid)):  # left by a killed run
+                    shutil.rmtree(stale, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)  # an earlier process, this pid
+            root.mkdir()
+    except NmtError as e:
+        msg = str(e).replace(str(root), str(final.parent))
+        raise NmtError(f"workdir {cfg.workdir}: {msg}") from None
+    try:
+        try:
+            _build(cfg, root, log)
+        except NmtError as e:  # name where the file goes, not the temporary folder
+            raise NmtError(str(e).replace(str(root), str(final))) from None
+        with _writing(final):
+            if final.exists() and not (final / "stats.json").exists():
+                shutil.rmtree(final)  # half-written by an nmt from before this scheme
+            try:
+                os.rename(root, final)
+            except OSError:
+                if not (final / "stats.json").exists():
+                    raise
+                log(f"data: another run prepared {final} at the same time; using it")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return _load(final)
@@ -152,35 +225,89 @@ def _alive(pid: int) -> bool:
 
 
 def _load(root: Path) -> Corpus:
-    """The cached corpus in root (memory-mapped)."""
-    stats = json.loads((root / "stats.json").read_text())
-    splits = datasets.load_from_disk(str(root / "arrow"))
-    return Corpus(splits, Tokenizer.load(root), stats["test_names"], stats)
+    """The cached corpus in root (memory-mapped); a damaged one is named, never
+    deleted (it is the user's disk: they decide)."""
+    try:
+        stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
+        splits = datasets.load_from_disk(str(root / "arrow"))
+        for key, n in stats["counts"].items():
+            if len(splits[key]) != n["kept"]:
+                raise ValueError(f"{key} has {len(splits[key])} rows, not {n['kept']}")
+        tok = Tokenizer.load(root)
+        test_names = stats["test_names"]
+    except Exception as e:  # noqa: BLE001  (whatever the damage, the same advice)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not isinstance(e, NmtError) and len(reason) > 200:
+            reason = reason[:200] + "..."
+        raise NmtError(
+            f"the cached corpus at {root} is damaged ({reason}); delete that "
+            "folder to rebuild it"
+        ) from None
+    return Corpus(splits, tok, test_names, stats)
 
 
 def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     """Read, clean, tokenize and encode the corpus into the empty folder root."""
-    raw, test_names = load_raw(cfg, Path(cfg.workdir) / "data" / "hf")
-    counts: dict[str, dict[str, int]] = {}
+    hf = Path(cfg.workdir) / "data" / "hf"  # datasets' tables of the raw text
+    with _writing(hf, cache=True):
+        raw, test_names = load_raw(cfg, hf)
 
     train = raw["train"]
     n_raw = len(train)
-    train = _clean(train, cfg.data.dedup)
+    with _writing(hf, cache=True):
+        train = _clean(train, cfg.data.dedup)
     n_clean = len(train)
     if n_clean == 0:
         raise NmtError(
-            f"the training set is empty after removing empty pairs ({n_raw} read)"
+            "the training set is empty after removing empty pairs "
+            f"({n_raw} read from {origin(cfg, 'train')})"
         )
     log(
         f"data: training tokenizer ({cfg.tokenizer.model_type}, "
         f"vocab {cfg.tokenizer.vocab_size}, "
         f"{'joint' if cfg.tokenizer.joint else 'separate'})"
     )
-    tok = train_tokenizer(
-        _text_column(train, "src"), _text_column(train, "tgt"), root, cfg.tokenizer
+    with _writing(root):
+        tok = train_tokenizer(
+            _text_column(train, "src"), _text_column(train, "tgt"), root, cfg.tokenizer
+        )
+    with _writing(hf, cache=True):
+        out, counts = _encode_all(cfg, raw, train, tok, n_raw, n_clean)
+    if counts["train"]["kept"] == 0:
+        raise NmtError(
+            "the training set is empty after filtering "
+            f"(data.max_len={cfg.data.max_len}, "
+            f"data.max_ratio={cfg.data.max_ratio}): {counts['train']}"
+        )
+    if counts["valid"]["kept"] == 0:
+        raise NmtError(
+            "the validation set is empty after removing empty pairs "
+            f"({counts['valid']['read']} read from {origin(cfg, 'valid')})"
+        )
+    splits = datasets.DatasetDict(out)
+    with _writing(root / "arrow"):
+        splits.save_to_disk(str(root / "arrow"))
+    c = counts["train"]
+    log(
+        f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
+        f"{' or duplicate' if cfg.data.dedup else ''}, {c['too_long_or_ratio']} over "
+        f"max_len/max_ratio, {c['kept']} kept; valid {counts['valid']['kept']}; "
+        + ", ".join(f"{test_names[k]} {counts[k]['kept']}" for k in test_names)
     )
+    stats = {
+        "counts": counts,
+        "test_names": test_names,
+        "src_vocab": tok.src_vocab_size,
+        "tgt_vocab": tok.tgt_vocab_size,
+    }
+    with _writing(root / "stats.json"):
+        (root / "stats.json").write_text(json.dumps(stats, indent=1))
 
-    out = {}
+
+def _encode_all(cfg, raw, train, tok, n_raw: int, n_clean: int):
+    """Every split encoded (train also length-filtered), with its counts."""
+    out: dict[str, datasets.Dataset] = {}
+    counts: dict[str, dict[str, int]] = {}
     for key, ds in raw.items():
         if key == "train":
             enc = _length_filter(
@@ -199,27 +326,4 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
             enc = _encode(ds, tok)
             counts[key] = {"read": len(ds), "kept": len(enc)}
         out[key] = enc
-    if counts["train"]["kept"] == 0:
-        raise NmtError(
-            "the training set is empty after filtering "
-            f"(data.max_len={cfg.data.max_len}, "
-            f"data.max_ratio={cfg.data.max_ratio}): {counts['train']}"
-        )
-    if counts["valid"]["kept"] == 0:
-        raise NmtError("the validation set is empty after removing empty pairs")
-    splits = datasets.DatasetDict(out)
-    splits.save_to_disk(str(root / "arrow"))
-    c = counts["train"]
-    log(
-        f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
-        f"{' or duplicate' if cfg.data.dedup else ''}, {c['too_long_or_ratio']} over "
-        f"max_len/max_ratio, {c['kept']} kept; valid {counts['valid']['kept']}; "
-        + ", ".join(f"{test_names[k]} {counts[k]['kept']}" for k in test_names)
-    )
-    stats = {
-        "counts": counts,
-        "test_names": test_names,
-        "src_vocab": tok.src_vocab_size,
-        "tgt_vocab": tok.tgt_vocab_size,
-    }
-    (root / "stats.json").write_text(json.dumps(stats, indent=1))
+    return out, counts
