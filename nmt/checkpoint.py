@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,7 +50,9 @@ def load_checkpoint(
     if not path.is_file():
         raise NmtError(f"checkpoint not found: {path}")
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle: our one line says it
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise NmtError(
             f"{path}: not a readable checkpoint ({type(e).__name__})"

@@ -86,9 +86,9 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     model_type: str = field(default="unigram", metadata=_choice("unigram", "bpe"))
-    vocab_size: int = field(default=8000, metadata=_range(16))
+    vocab_size: int = field(default=8000, metadata=_range(16, 2**31 - 1))
     joint: bool = True
-    character_coverage: float = field(default=1.0, metadata=_range(0.9, 1.0))
+    character_coverage: float = field(default=1.0, metadata=_range(0.98, 1.0))
     byte_fallback: bool = False
     input_sentence_size: int = field(default=1000000, metadata=_range(100))
 

@@ -32,6 +32,7 @@ class Result:
         """The one error line; asserts that there is exactly one, and no traceback."""
         assert self.code == 2, (self.code, self.err[-2000:])
         assert "Traceback" not in self.err, self.err
+        assert "Warning:" not in self.err, self.err  # a library's noise before it
         lines = [x for x in self.err.splitlines() if x.strip()]
         errors = [x for x in lines if x.startswith("nmt: error:")]
         assert len(errors) == 1, lines
