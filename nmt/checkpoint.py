@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from nmt.errors import NmtError
+from nmt.files import atomic
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
@@ -19,25 +18,14 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     never a torn one.
     """
     path = Path(path)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # the process id in the name tells a later run whether its writer is alive
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-        )
-        with os.fdopen(fd, "wb") as f:
+        with atomic(path) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as either
         reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
         kept = " (the previous one is kept)" if path.exists() else ""
         raise NmtError(f"cannot write checkpoint {path}: {reason}{kept}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(

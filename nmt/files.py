@@ -120,24 +120,35 @@ def output_file(
         sys.stdout.flush()
         return
     target = check_output(path, inputs)
-    kw = {"encoding": "utf-8"} if "b" not in mode else {}
     if target.exists() and not is_regular(target):
+        kw = {"encoding": "utf-8"} if "b" not in mode else {}
         with _oserror(path), open(target, mode, **kw) as f:  # noqa: SIM117
             yield f
         return
     with _oserror(path):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
-        )
+        with atomic(target, mode) as f:
+            yield f
+
+
+@contextmanager
+def atomic(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """A temporary file beside `path` (its name holds this process's id, so a later
+    run can tell a killed write's leftover), renamed over `path` once the block
+    has written it whole and it is on disk; removed if the block fails. The new
+    file gets the old one's permissions, or the umask's default. OSError passes."""
+    path = Path(path)
+    kw = {"encoding": "utf-8"} if "b" not in mode else {}
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
-        with _oserror(path), os.fdopen(fd, mode, **kw) as f:
+        with os.fdopen(fd, mode, **kw) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        with _oserror(path):
-            _keep_mode(target, tmp)
-            os.replace(tmp, target)
+        _keep_mode(path, tmp)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

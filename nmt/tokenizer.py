@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.errors import NmtError
+from nmt.files import atomic
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 # sentencepiece skips longer training sentences (its max_sentence_length default)
@@ -41,18 +41,11 @@ def write_error(e: OSError, path: Path | str, exact: bool = False) -> NmtError:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """data to path through a temporary file beside it, renamed when complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic(path) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
         raise write_error(e, path, exact=True) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _load_model(path: Path) -> spm.SentencePieceProcessor:

@@ -10,16 +10,15 @@ a recipe holds: that is nmt.config's.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nmt.errors import NmtError
+from nmt.files import atomic
 from nmt.quoting import clip, show, show_path
 
 MAX_YAML_BYTES = 1 << 20  # a recipe is a few KiB; anything this big is the wrong file
@@ -273,19 +272,8 @@ def write_yaml(path: str | Path, data: Any) -> None:
     one NmtError naming the file."""
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-        )
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic(path, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:
         raise NmtError(f"cannot write {show_path(path)}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

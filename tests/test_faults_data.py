@@ -440,15 +440,18 @@ def test_workdir_under_a_regular_file(tmp_path, corpus):
 
 
 def test_permission_denied_writing_the_model(tmp_path, corpus, monkeypatch):
-    """(Root writes through permissions, so the refusal is simulated at open.)"""
-    real = open
+    """(Root writes through permissions, so the refusal is simulated where the
+    model's temporary file is created.)"""
+    import nmt.files
 
-    def denied(path, mode="r", *a, **k):
-        if "spm.model" in str(path) and "w" in mode:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path, mode, *a, **k)
+    real = nmt.files.tempfile.mkstemp
 
-    monkeypatch.setattr(nmt.tokenizer, "open", denied, raising=False)
+    def denied(*a, prefix="", **k):
+        if "spm.model" in prefix:
+            raise PermissionError(13, "Permission denied", prefix)
+        return real(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(nmt.files.tempfile, "mkstemp", denied)
     line = prepare_error(files_recipe(tmp_path), corpus)
     assert "permission denied while writing" in line
     assert line.endswith("spm.model") and ".tmp" not in line.rsplit("/", 2)[-2]
