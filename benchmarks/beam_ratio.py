@@ -17,8 +17,8 @@ import time
 
 import torch
 
+from nmt.decode.translator import Translator
 from nmt.malloc import from_environment
-from nmt.translate import Translator
 
 
 def main() -> None:

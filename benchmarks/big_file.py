@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmt import toy
+from nmt.data import toy
 
 
 def write_input(path: Path, n: int, seed: int = 0) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 from nmt.config import load_config
-from nmt.data import prepare
+from nmt.data.corpus import prepare
+from nmt.decode.translator import Translator
 from nmt.metrics import bleu
-from nmt.translate import Translator
 
 BUCKETS = [(1, 6), (7, 9), (10, 13), (14, 1000)]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from nmt.batching import source_tensor
-from nmt.scoring import corpus_perplexity, score_pairs
-from nmt.translate import Translator
+from nmt.decode.scoring import corpus_perplexity, score_pairs
+from nmt.decode.translator import Translator
+from nmt.model.batch import source_tensor
 
 
 def read(path: Path, n: int) -> list[str]:

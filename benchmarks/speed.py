@@ -20,13 +20,13 @@ import time
 
 import torch
 
-from nmt.batching import make_batches
 from nmt.config import load_config
-from nmt.data import prepare
+from nmt.data.batching import make_batches
+from nmt.data.corpus import prepare
+from nmt.decode.translator import Translator
 from nmt.malloc import from_environment
 from nmt.metrics import bleu
-from nmt.trainer import Trainer
-from nmt.translate import Translator
+from nmt.train.loop import Trainer
 
 
 def train_speed(cfg, corpus, steps: int) -> float:

@@ -146,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_translate(a: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from nmt.translate import Translator
+    from nmt.decode.translator import Translator
 
     # everything that can be refused is refused before the model loads
     total = count_lines(a.input)
@@ -213,7 +213,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     if a.model:
         if not a.src:
             raise NmtError("evaluate --model needs --src SRC")
-        from nmt.translate import Translator
+        from nmt.decode.translator import Translator
 
         count_lines(a.src)
         hyps = Translator.load(a.model, beam=a.beam).translate(list(read_lines(a.src)))
@@ -254,8 +254,8 @@ def _ci(r: dict) -> str:
 def cmd_score(a: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from nmt.scoring import corpus_perplexity, score_pairs
-    from nmt.translate import Translator
+    from nmt.decode.scoring import corpus_perplexity, score_pairs
+    from nmt.decode.translator import Translator
 
     tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device=a.device)
     src, tgt = list(read_lines(a.src)), list(read_lines(a.tgt))
@@ -289,7 +289,7 @@ def dispatch(a: argparse.Namespace) -> None:
 
     cfg = load_config(a.recipe, a.overrides)
     if a.command == "prepare":
-        from nmt.data import prepare
+        from nmt.data.corpus import prepare
 
         prepare(cfg)
         return None
@@ -302,8 +302,8 @@ def dispatch(a: argparse.Namespace) -> None:
 
             run(cfg, resume=a.resume)
         else:
-            from nmt.distributed import prepare_once, shutdown
-            from nmt.trainer import Trainer
+            from nmt.train.distributed import prepare_once, shutdown
+            from nmt.train.loop import Trainer
 
             try:
                 Trainer(cfg, prepare_once(cfg), resume=a.resume).train()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nmt import toy
 from nmt.config import Config
-from nmt.data import Corpus, prepare
+from nmt.data import toy
+from nmt.data.corpus import Corpus, prepare
+from nmt.decode.translator import Translator
 from nmt.files import write_text
 from nmt.metrics import score
-from nmt.trainer import Trainer
-from nmt.translate import Translator
+from nmt.train.loop import Trainer
 from nmt.workdir import locked, precheck
 
 

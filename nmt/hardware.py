@@ -31,3 +31,11 @@ def require_native_bf16(device: torch.device, key: str) -> None:
             f"{key}: bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or "
             "AMX) or a GPU; this CPU has neither, so use fp32"
         )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NmtError("device 'cuda' was asked for but no CUDA GPU is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)

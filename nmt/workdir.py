@@ -206,8 +206,7 @@ def precheck(cfg: Config, resume: bool) -> None:
     """What `nmt train` / `nmt run` can refuse before preparing any data: a device
     or precision this machine lacks, and a resume that cannot work."""
     from nmt.checkpoint import load_checkpoint
-    from nmt.hardware import require_native_bf16
-    from nmt.translate import pick_device
+    from nmt.hardware import pick_device, require_native_bf16
 
     device = pick_device(cfg.train.device)
     if cfg.train.precision == "fp16" and device.type != "cuda":

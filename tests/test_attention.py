@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nmt.translate import Translator
+from nmt.decode.translator import Translator
 from tests.conftest import TINY, _merge, nmt
 from tests.test_translate import SENTS
 

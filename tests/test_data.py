@@ -10,9 +10,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-import nmt.data
-from nmt import toy
-from nmt.data import prepare
+import nmt.data.corpus
+from nmt.data import toy
+from nmt.data.corpus import prepare
 from nmt.errors import NmtError
 from tests.conftest import SHARED_DATA, needs_shared_data
 
@@ -81,22 +81,22 @@ def test_cache_is_whole_or_absent(make_config, corpus_dir, monkeypatch):
     """A run killed while preparing leaves nothing that looks like a cache; a
     folder left by a dead process is removed, a live one's is not touched."""
     cfg = files_config(make_config, corpus_dir)
-    build = nmt.data._build
+    build = nmt.data.corpus._build
 
     def killed(cfg, root, log):
         build(cfg, root, log)
         raise KeyboardInterrupt  # after writing everything but the rename
 
-    monkeypatch.setattr(nmt.data, "_build", killed)
+    monkeypatch.setattr(nmt.data.corpus, "_build", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare(cfg, quiet)
     folder = data_folder(cfg)
     assert [p.name for p in folder.iterdir() if p.name != "hf"] == []
-    key = nmt.data.cache_key(cfg)
+    key = nmt.data.corpus.cache_key(cfg)
     dead, live = folder / f".{key}.999999999.tmp", folder / f".{key}.{os.getppid()}.tmp"
     dead.mkdir()
     live.mkdir()
-    monkeypatch.setattr(nmt.data, "_build", build)
+    monkeypatch.setattr(nmt.data.corpus, "_build", build)
     logs = []
     c = prepare(cfg, logs.append)
     assert len(c.tests) == 2 and not dead.exists()
@@ -112,7 +112,7 @@ def test_a_leftover_folder_not_named_by_a_pid_is_left_alone(make_config, corpus_
     cfg = files_config(make_config, corpus_dir)
     folder = data_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    other = folder / f".{nmt.data.cache_key(cfg)}.mine.tmp"
+    other = folder / f".{nmt.data.corpus.cache_key(cfg)}.mine.tmp"
     other.mkdir()
     assert len(prepare(cfg, quiet).tests) == 2
     assert other.exists()
@@ -124,13 +124,13 @@ def test_prepare_uses_a_cache_another_run_finished_first(
     """Two runs preparing the same corpus at once: the second to finish keeps the
     first's cache and says so."""
     cfg = files_config(make_config, corpus_dir)
-    build = nmt.data._build
+    build = nmt.data.corpus._build
 
     def raced(cfg, root, log):
         build(cfg, root, log)
-        shutil.copytree(root, root.parent / nmt.data.cache_key(cfg))  # the other
+        shutil.copytree(root, root.parent / nmt.data.corpus.cache_key(cfg))  # the other
 
-    monkeypatch.setattr(nmt.data, "_build", raced)
+    monkeypatch.setattr(nmt.data.corpus, "_build", raced)
     logs = []
     c = prepare(cfg, logs.append)
     assert "another run prepared" in logs[-1]

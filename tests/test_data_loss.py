@@ -144,7 +144,7 @@ def test_a_killed_checkpoint_write_leaves_nothing_behind(finished):
 def test_translation_never_drops_the_end_of_a_long_line(finished):
     """A line over data.max_len pieces is translated whole: its score differs
     from that of the line cut at the limit (the encoder reads every piece)."""
-    from nmt.translate import Translator
+    from nmt.decode.translator import Translator
 
     work, _ = finished
     tr = Translator.load(work / "model", device="cpu")

@@ -74,7 +74,7 @@ def test_translate_output_in_a_missing_folder_is_created(home):
 
 
 def test_translate_failing_half_way_keeps_the_old_output(home, monkeypatch):
-    from nmt.translate import Translator
+    from nmt.decode.translator import Translator
 
     out = home / "out.txt"
     out.write_text("an earlier translation\n")
@@ -347,12 +347,12 @@ def test_workdir_that_cannot_be_created(home):
 
 
 def test_interrupt_before_training_says_so_without_a_resume_hint(home, monkeypatch):
-    import nmt.data
+    import nmt.data.corpus
 
     def interrupted(cfg, log=print):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nmt.data, "prepare", interrupted)
+    monkeypatch.setattr(nmt.data.corpus, "prepare", interrupted)
     raw = _merge(TINY, {"workdir": str(home / "w3")})
     recipe = home / "w3.yaml"
     recipe.write_text(yaml.safe_dump(raw))

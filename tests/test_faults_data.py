@@ -17,12 +17,12 @@ import datasets
 import pytest
 import yaml
 
-import nmt.data
-import nmt.sources
-import nmt.tokenizer
-from nmt import toy
+import nmt.data.corpus
+import nmt.data.sources
+import nmt.data.tokenizer
+from nmt.data import toy
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NmtError
-from nmt.tokenizer import Tokenizer
 from tests.conftest import ROOT, TINY, _merge
 from tests.conftest import nmt as nmt_process
 from tests.faults import assert_unchanged, run_cli, snapshot
@@ -326,7 +326,7 @@ def test_data_file_unreadable(tmp_path, corpus, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, *a, **k)
 
-        monkeypatch.setattr(nmt.sources, "open", denied, raising=False)
+        monkeypatch.setattr(nmt.data.sources, "open", denied, raising=False)
     try:
         line = prepare_error(files_recipe(tmp_path))
     finally:
@@ -400,9 +400,9 @@ def test_disk_full_while_preparing(
     recipe = files_recipe(tmp_path, workdir=work)
     with monkeypatch.context() as m:
         if stage == "read":
-            _fill_before(m, small_disk, nmt.data, "load_raw")
+            _fill_before(m, small_disk, nmt.data.corpus, "load_raw")
         elif stage == "tokenizer":
-            _fill_before(m, small_disk, nmt.data, "train_tokenizer")
+            _fill_before(m, small_disk, nmt.data.corpus, "train_tokenizer")
         elif stage == "arrow":
             _fill_before(m, small_disk, datasets.DatasetDict, "save_to_disk")
         else:

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from nmt.batching import collate, make_batches, source_tensor
 from nmt.config import ModelConfig
+from nmt.data.batching import make_batches
 from nmt.errors import NmtError
-from nmt.model import build_model
-from nmt.tokenizer import EOS, PAD
+from nmt.model.batch import collate, source_tensor
+from nmt.model.seq2seq import build_model
+from nmt.vocab import EOS, PAD
 
 # attention variants: (model.attention, model.attention_score, model.input_feeding)
 ATTENTION = [
@@ -125,7 +126,7 @@ def test_encoder_cpu_paths_equal_packed_lstm(lengths):
 
 
 def test_dropout_keeps_1_minus_p_scaled_and_passes_gradients_through_the_mask():
-    from nmt.dropout import Dropout
+    from nmt.model.dropout import Dropout
 
     drop = Dropout(0.3).train()
     x = torch.ones(400, 500, requires_grad=True)
@@ -195,7 +196,7 @@ def test_decode_tables_equal_the_products_and_follow_weight_updates(
     assert torch.allclose(updated, _stepped(model, b, True), atol=1e-5)
     clone = copy.deepcopy(model)  # its tables hold oneDNN copies of weights
     assert torch.allclose(_stepped(clone, b, False), updated, atol=1e-5)
-    monkeypatch.setattr("nmt.decoder.TABLE_BYTES", 0)  # too large: products
+    monkeypatch.setattr("nmt.model.decoder.TABLE_BYTES", 0)  # too large: products
     with torch.no_grad():
         model.decoder.out.weight.mul_(1.0)  # a new version: tables remade
         assert model.decoder.tables().gates is None
@@ -267,7 +268,7 @@ def test_chunked_loss_equals_whole_batch_loss(monkeypatch, smoothing):
     gradients, as one cross-entropy over all the logits at once."""
     import torch.nn.functional as F
 
-    import nmt.model
+    import nmt.model.seq2seq
 
     model = small_model("lstm", "cho").train()
     b = collate([[4, 5, 6], [7, 8]], [[9, 10, 11], [12, 13]], reverse=False)
@@ -283,7 +284,7 @@ def test_chunked_loss_equals_whole_batch_loss(monkeypatch, smoothing):
         model.logits(b), gold, label_smoothing=smoothing, reduction="sum"
     )
     g_whole = grads(whole)
-    monkeypatch.setattr(nmt.model, "LOSS_CHUNK", 2 * 25)
+    monkeypatch.setattr(nmt.model.seq2seq, "LOSS_CHUNK", 2 * 25)
     torch.manual_seed(1)
     chunked = model(b, label_smoothing=smoothing)
     assert gold.numel() % 2 == 1  # 7 positions: 3 chunks of 2 and one of 1

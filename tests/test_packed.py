@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.packed import Packed
+from nmt.model.packed import Packed
 
 
 @pytest.mark.parametrize("bias", [True, False])

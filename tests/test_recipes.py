@@ -10,10 +10,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from nmt import toy
 from nmt.config import Config, load_config
-from nmt.data import prepare
-from nmt.trainer import Trainer
+from nmt.data import toy
+from nmt.data.corpus import prepare
+from nmt.train.loop import Trainer
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from nmt.batching import source_tensor
-from nmt.search import beam_search, greedy, max_lengths, row_argmax, row_topk
-from nmt.tokenizer import EOS
+from nmt.decode.search import beam_search, greedy, max_lengths, row_argmax, row_topk
+from nmt.model.batch import source_tensor
+from nmt.vocab import EOS
 from tests.test_model import ATTENTION, small_model
 
 SRC = [[4, 5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15], [16, 17]]
@@ -125,7 +125,7 @@ def test_beam_shares_per_sentence_state(att, monkeypatch):
     """A sentence's hypotheses share its context, memory and keys (one copy per
     sentence, left in place while no sentence leaves); the n-best lists equal those
     of copying every field for every hypothesis at every step."""
-    from nmt.decoder import DecoderState
+    from nmt.model.decoder import DecoderState
 
     model = small_model("lstm", seed=5, attention=att)
     with torch.no_grad():  # large weights: the state decides, no early EOS

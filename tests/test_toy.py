@@ -1,6 +1,6 @@
 import random
 
-from nmt import toy
+from nmt.data import toy
 from nmt.metrics import bleu
 
 

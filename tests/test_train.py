@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from nmt.data import prepare
-from nmt.trainer import Trainer
-from nmt.translate import Translator
+from nmt.data.corpus import prepare
+from nmt.decode.translator import Translator
+from nmt.train.loop import Trainer
 from tests.conftest import needs_native_bf16
 
 
@@ -105,9 +105,9 @@ def test_a_fresh_run_keeps_an_earlier_run_aside(make_config):
 
 
 def test_non_finite_losses_are_skipped_then_stop(make_config, monkeypatch):
-    import nmt.trainer as trainer_mod
+    import nmt.train.loop as trainer_mod
     from nmt.errors import NmtError
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
 
     real = Seq2Seq.forward
     calls = {"n": 0}

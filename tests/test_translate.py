@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from nmt.data import prepare
-from nmt.scoring import corpus_perplexity, score_pairs
-from nmt.trainer import Trainer
-from nmt.translate import Translator
+from nmt.data.corpus import prepare
+from nmt.decode.scoring import corpus_perplexity, score_pairs
+from nmt.decode.translator import Translator
+from nmt.train.loop import Trainer
 from tests.conftest import ROOT, needs_native_bf16, nmt
 
 SENTS = [
@@ -43,7 +43,7 @@ def test_api_one_line_per_input_and_batch_invariance(trained):
 def test_batch_rows_caps_hypotheses_per_batch(trained, monkeypatch, beam):
     """decode.batch_rows bounds sentences x beam in every batch; the output does
     not depend on it."""
-    import nmt.translate as T
+    import nmt.decode.translator as T
 
     lines = [s for s in SENTS if s.strip()] * 7
     default = Translator.load(model_dir(trained), beam=beam, device="cpu")

@@ -12,8 +12,8 @@ import time
 
 import torch
 
+from nmt.decode.translator import Translator
 from nmt.malloc import from_environment
-from nmt.translate import Translator
 
 from_environment()  # as the nmt command does
 model, beam, src, out, threads, *rest = sys.argv[1:]

@@ -58,7 +58,7 @@ import yaml
 
 import nmt
 from nmt.config import load_config
-from nmt.data import prepare
+from nmt.data.corpus import prepare
 from nmt.hardware import bf16_emulated
 
 HERE = Path(__file__).resolve().parent

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nmt.batching import collate, make_batches
-from nmt.tokenizer import PAD
+from nmt.data.batching import make_batches
+from nmt.model.batch import collate
+from nmt.vocab import PAD
 
 EMBED, ENC, DEC, SEED, DROPOUT = 256, 256, 512, 1, 0.3
 CHUNK = 512  # target positions per slice of the loss: 16 MB of 8000-way logits

@@ -68,8 +68,8 @@ def shutdown() -> None:
 
 def prepare_once(cfg):
     """Prepare the corpus on rank 0 first; the other ranks then read its cache."""
-    from nmt.data import prepare
-    from nmt.translate import pick_device
+    from nmt.data.corpus import prepare
+    from nmt.hardware import pick_device
 
     d = setup(pick_device(cfg.train.device))
     if d.main:

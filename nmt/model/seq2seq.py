@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.attention import Attention
-from nmt.batching import Batch
 from nmt.config import ModelConfig
-from nmt.decoder import Decoder, DecoderState
-from nmt.dropout import Dropout, dropout
 from nmt.errors import NmtError
-from nmt.tokenizer import PAD
+from nmt.model.attention import Attention
+from nmt.model.batch import Batch
+from nmt.model.decoder import Decoder, DecoderState
+from nmt.model.dropout import Dropout, dropout
+from nmt.vocab import PAD
 
 __all__ = ["Bridge", "Decoder", "DecoderState", "Encoder", "Seq2Seq", "build_model"]
 

@@ -13,8 +13,8 @@ import sentencepiece as spm
 from nmt.config import TokenizerConfig
 from nmt.errors import NmtError
 from nmt.files import atomic
+from nmt.vocab import BOS, EOS, PAD, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 # sentencepiece skips longer training sentences (its max_sentence_length default)
 _MAX_SENTENCE_BYTES = 4192
 

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.attention import Attention
-from nmt.dropout import Dropout
-from nmt.packed import Packed
-from nmt.tokenizer import PAD
+from nmt.model.attention import Attention
+from nmt.model.dropout import Dropout
+from nmt.model.packed import Packed
+from nmt.vocab import PAD
 
 
 @dataclass

@@ -18,7 +18,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from nmt.batching import Batch, collate, make_batches
 from nmt.checkpoint import (
     load_checkpoint,
     load_weights,
@@ -26,16 +25,17 @@ from nmt.checkpoint import (
     save_numbered,
 )
 from nmt.config import Config
-from nmt.data import Corpus, cache_key
-from nmt.distributed import setup
+from nmt.data.batching import make_batches
+from nmt.data.corpus import Corpus, cache_key
 from nmt.errors import NmtError, StopRequested
 from nmt.files import write_text
-from nmt.hardware import require_native_bf16
-from nmt.model import build_model
+from nmt.hardware import pick_device, require_native_bf16
+from nmt.model.batch import Batch, collate
+from nmt.model.seq2seq import build_model
 from nmt.plot import plot_log
-from nmt.schedule import Schedule
-from nmt.translate import pick_device
-from nmt.validation import dev_scores
+from nmt.train.distributed import setup
+from nmt.train.schedule import Schedule
+from nmt.train.validation import dev_scores
 from nmt.workdir import (
     check_resume,
     check_resume_files,

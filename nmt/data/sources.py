@@ -21,8 +21,8 @@ from pathlib import Path
 
 import datasets
 
-from nmt import toy
 from nmt.config import Config
+from nmt.data import toy
 from nmt.errors import NmtError
 
 datasets.disable_progress_bars()

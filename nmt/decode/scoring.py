@@ -10,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import collate, make_batches
+from nmt.data.batching import make_batches
+from nmt.decode.translator import Translator
 from nmt.errors import NmtError
-from nmt.tokenizer import PAD
-from nmt.translate import Translator
+from nmt.model.batch import collate
+from nmt.vocab import PAD
 
 
 @torch.no_grad()

@@ -10,22 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nmt.batching import make_batches, source_tensor
 from nmt.checkpoint import load_checkpoint, load_weights
 from nmt.config import Config, DecodeConfig, load_model_config, override
+from nmt.data.batching import make_batches
+from nmt.data.tokenizer import Tokenizer
+from nmt.decode.search import Hyps, beam_search, greedy, max_lengths
 from nmt.errors import NmtError
-from nmt.hardware import require_native_bf16
-from nmt.model import Seq2Seq, build_model
-from nmt.search import Hyps, beam_search, greedy, max_lengths
-from nmt.tokenizer import BOS, Tokenizer
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise NmtError("device 'cuda' was asked for but no CUDA GPU is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+from nmt.hardware import pick_device, require_native_bf16
+from nmt.model.batch import source_tensor
+from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.vocab import BOS
 
 
 def translate_ids(
@@ -155,7 +149,7 @@ class Translator:
                     "(source vocabulary or data.reverse_source)"
                 )
         if len(loaded) > 1:
-            from nmt.ensemble import Ensemble
+            from nmt.decode.ensemble import Ensemble
 
             model = Ensemble([m for m, _, _ in loaded])
         override(

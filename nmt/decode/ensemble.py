@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nmt.model import DecoderState, Seq2Seq
+from nmt.model.decoder import DecoderState
+from nmt.model.seq2seq import Seq2Seq
 
 
 @dataclass

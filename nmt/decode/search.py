@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from nmt.model import Seq2Seq
-from nmt.tokenizer import BOS, EOS
+from nmt.model.seq2seq import Seq2Seq
+from nmt.vocab import BOS, EOS
 
 Hyps = list[list[tuple[list[int], float]]]
 

@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 import torch
 
-from nmt.batching import collate, make_batches
 from nmt.config import Config
-from nmt.data import Corpus
+from nmt.data.batching import make_batches
+from nmt.data.corpus import Corpus
+from nmt.decode.translator import translate_ids
 from nmt.metrics import bleu
-from nmt.model import Seq2Seq
-from nmt.translate import translate_ids
+from nmt.model.batch import collate
+from nmt.model.seq2seq import Seq2Seq
 
 
 @torch.no_grad()

@@ -21,9 +21,9 @@ import datasets
 from pyarrow.lib import ArrowException
 
 from nmt.config import Config
+from nmt.data.sources import load_raw, origin, source_stamp
+from nmt.data.tokenizer import Tokenizer, train_tokenizer, write_error
 from nmt.errors import NmtError
-from nmt.sources import load_raw, origin, source_stamp
-from nmt.tokenizer import Tokenizer, train_tokenizer, write_error
 
 _MAP = {"batched": True, "batch_size": 2000, "load_from_cache_file": False}
 

@@ -1,0 +1,2 @@
+"""Corpora: sources (toy, files, hub), sentencepiece, the Arrow cache,
+batch order. It knows no network."""

@@ -1,0 +1,2 @@
+"""Translation: greedy and beam search, ensembles, forced scoring, the
+Translator. It needs no trainer."""
