@@ -10,18 +10,36 @@ from nmt.errors import NmtError
 
 def bf16_emulated(device: torch.device) -> bool:
     """True on an x86 CPU that has neither AVX512-BF16 nor AMX. There torch emulates
-    bfloat16 matrix products, several times slower than float32 (7x for the output
-    layer on an AVX2-only AMD EPYC; BENCHMARKS.md), and on AVX2 oneDNN cannot build
-    a bf16 LSTM at all. False on a GPU, and where it cannot tell (not x86)."""
+    bfloat16 matrix products, several times slower than float32 (BENCHMARKS.md),
+    and on AVX2 oneDNN cannot build a bf16 LSTM at all. False on a GPU and off x86
+    (ARM has its own bf16 story)."""
     if device.type != "cpu":
         return False
+    flags = _cpu_flags()
+    if flags is None or "avx2" not in flags:
+        return False
+    return not flags & {"avx512_bf16", "amx_bf16", "amx_tile"}
+
+
+def _cpu_flags() -> set[str] | None:
+    """The x86 feature flags that matter here, from torch's own probes (torch 2.5
+    and later) or else from /proc/cpuinfo; None where neither can tell."""
     cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    if not all(hasattr(cpu, c) for c in checks + ("_is_avx2_supported",)):
-        return False  # an old torch: no way to tell
-    if not cpu._is_avx2_supported():
-        return False  # not x86 (ARM has its own bf16 story)
-    return not any(getattr(cpu, c)() for c in checks)
+    probes = {
+        "avx2": "_is_avx2_supported",
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_tile": "_is_amx_tile_supported",
+    }
+    if all(hasattr(cpu, name) for name in probes.values()):
+        return {flag for flag, name in probes.items() if getattr(cpu, name)()}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
 
 
 def require_native_bf16(device: torch.device, key: str) -> None:
@@ -34,6 +52,7 @@ def require_native_bf16(device: torch.device, key: str) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    """The device `auto`, `cpu` or `cuda` names here; one line if there is none."""
     if name == "cuda" and not torch.cuda.is_available():
         raise NmtError("device 'cuda' was asked for but no CUDA GPU is available")
     if name == "auto":
