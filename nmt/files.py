@@ -60,12 +60,20 @@ def read_lines(path: str | Path | None) -> Iterator[str]:
             raise NmtError(f"cannot read {path}: {e.strerror}") from None
     with stream:
         for n, raw in enumerate(stream, start=1):
-            try:
-                yield raw.rstrip(b"\n").removesuffix(b"\r").decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise NmtError(
-                    f"{name}, line {n}: not valid UTF-8 (byte {e.start + 1})"
-                ) from None
+            yield decode_line(raw, name, n)
+
+
+def decode_line(raw: bytes, name: str | Path, lineno: int) -> str:
+    """One raw line (as a binary file splits them, on b"\\n" only) as text,
+    without its "\\n" and one "\\r" before it (a Windows line end). Invalid
+    UTF-8 is one NmtError naming the file, the line and the byte, so that user
+    input and corpus files report a bad byte the same way."""
+    try:
+        return raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NmtError(
+            f"{name}, line {lineno}: not valid UTF-8 (byte {e.start + 1})"
+        ) from None
 
 
 def count_lines(path: str | Path | None) -> int | None:

@@ -14,6 +14,7 @@ import nmt.data.corpus
 from nmt.data import toy
 from nmt.data.corpus import prepare
 from nmt.errors import NmtError
+from nmt.files import read_lines
 from tests.conftest import SHARED_DATA, needs_shared_data
 
 
@@ -188,6 +189,23 @@ def test_undecodable_line_named(make_config, corpus_dir):
     (corpus_dir / "valid.de").write_bytes(b"\n".join(lines))
     with pytest.raises(NmtError, match=r"valid.de, line 7: not valid UTF-8"):
         prepare(files_config(make_config, corpus_dir), quiet)
+
+
+def test_corpus_and_input_share_one_utf8_check(make_config, corpus_dir):
+    """A bad byte reads the same in a corpus file and in text to translate, and
+    a Windows line end is a line end in both (nmt.files.decode_line)."""
+    path = corpus_dir / "valid.de"
+    lines = path.read_bytes().split(b"\n")
+    lines[0] += b"\r"
+    lines[6] = b"kaputt \xff\xfe"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(NmtError) as in_corpus:
+        prepare(files_config(make_config, corpus_dir), quiet)
+    with pytest.raises(NmtError) as in_input:
+        list(read_lines(path))
+    assert str(in_corpus.value) == str(in_input.value)
+    assert str(in_input.value).endswith("valid.de, line 7: not valid UTF-8 (byte 8)")
+    assert next(read_lines(path)) == lines[0][:-1].decode()
 
 
 def test_empty_after_filtering(make_config, corpus_dir):

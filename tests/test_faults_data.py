@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import nmt.data.corpus
-import nmt.data.sources
+import nmt.data.textfiles
 import nmt.data.tokenizer
 from nmt.data import toy
 from nmt.data.tokenizer import Tokenizer
@@ -326,7 +326,7 @@ def test_data_file_unreadable(tmp_path, corpus, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, *a, **k)
 
-        monkeypatch.setattr(nmt.data.sources, "open", denied, raising=False)
+        monkeypatch.setattr(nmt.data.textfiles, "open", denied, raising=False)
     try:
         line = prepare_error(files_recipe(tmp_path))
     finally:

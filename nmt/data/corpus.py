@@ -1,5 +1,8 @@
 """Prepare a corpus: load, clean, train the tokenizer, encode, filter, cache.
 
+Loading is in `sources`, the cleaning and encoding maps in `clean`; this module
+runs them in order and keeps the result.
+
 The result lives in `<workdir>/data/<key>/`, keyed by the data and tokenizer
 settings (and the input files' sizes and times), so a second run reuses the
 encoded Arrow tables and a changed setting re-encodes.
@@ -21,28 +24,33 @@ import datasets
 from pyarrow.lib import ArrowException
 
 from nmt.config import Config
+from nmt.data.clean import clean, encode_splits, text_column
 from nmt.data.sources import load_raw, origin, source_stamp
 from nmt.data.tokenizer import Tokenizer, train_tokenizer, write_error
 from nmt.errors import NmtError
-
-_MAP = {"batched": True, "batch_size": 2000, "load_from_cache_file": False}
+from nmt.workdir import process_alive
 
 
 @dataclass
 class Corpus:
-    splits: (
-        datasets.DatasetDict
-    )  # columns: src, tgt, src_ids, tgt_ids, src_len, tgt_len
+    """A prepared corpus: the encoded splits (memory-mapped from the cache), the
+    tokenizer they were encoded with, and the counts `nmt prepare` reported."""
+
+    # columns: src, tgt, src_ids, tgt_ids, src_len, tgt_len
+    splits: datasets.DatasetDict
     tokenizer: Tokenizer
     test_names: dict[str, str]  # split key -> display name
     stats: dict
 
     @property
     def tests(self) -> list[tuple[str, datasets.Dataset]]:
+        """The test sets as (display name, split), in recipe order."""
         return [(name, self.splits[key]) for key, name in self.test_names.items()]
 
 
 def cache_key(cfg: Config) -> str:
+    """The cache folder's name: a hash of every setting that changes the encoded
+    ids (data, tokenizer, input files' sizes and times), and nothing else."""
     data = cfg.to_dict()["data"]
     data.pop("reverse_source")  # applied when batching; the ids do not change
     blob = json.dumps(
@@ -55,61 +63,6 @@ def cache_key(cfg: Config) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _text_column(ds: datasets.Dataset, col: str) -> Iterator[str]:
-    for batch in ds.iter(batch_size=10000):
-        yield from batch[col]
-
-
-def _clean(ds: datasets.Dataset, dedup: bool) -> datasets.Dataset:
-    def strip(b):
-        return {
-            "src": [s.strip() for s in b["src"]],
-            "tgt": [t.strip() for t in b["tgt"]],
-        }
-
-    ds = ds.map(strip, **_MAP)
-    ds = ds.filter(
-        lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], **_MAP
-    )
-    if dedup:
-        seen: set[bytes] = set()
-
-        def first(b):
-            keep = []
-            for s, t in zip(b["src"], b["tgt"]):
-                h = hashlib.blake2b(f"{s}\t{t}".encode(), digest_size=12).digest()
-                keep.append(h not in seen)
-                seen.add(h)
-            return keep
-
-        ds = ds.filter(first, **_MAP)
-    return ds
-
-
-def _encode(ds: datasets.Dataset, tok: Tokenizer) -> datasets.Dataset:
-    def enc(b):
-        s, t = tok.encode_src(b["src"]), tok.encode_tgt(b["tgt"])
-        return {
-            "src_ids": s,
-            "tgt_ids": t,
-            "src_len": [len(x) for x in s],
-            "tgt_len": [len(x) for x in t],
-        }
-
-    return ds.map(enc, **_MAP)
-
-
-def _length_filter(ds: datasets.Dataset, max_len: int, max_ratio: float):
-    def keep(b):
-        out = []
-        for s, t in zip(b["src_len"], b["tgt_len"]):
-            ok = 0 < s <= max_len and 0 < t <= max_len
-            out.append(ok and max(s, t) <= max_ratio * min(s, t))
-        return out
-
-    return ds.filter(keep, **_MAP)
 
 
 def _os_cause(e: BaseException) -> OSError | None:
@@ -187,7 +140,9 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
             final.parent.mkdir(parents=True, exist_ok=True)
             for stale in final.parent.glob(f".{final.name}.*.tmp"):
                 pid = stale.name.split(".")[-2]
-                if pid.isdigit() and not _alive(int(pid)):  # left by a killed run
+                if pid.isdigit() and not process_alive(
+                    int(pid)
+                ):  # left by a killed run
                     shutil.rmtree(stale, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)  # an earlier process, this pid
             root.mkdir()
@@ -211,17 +166,6 @@ def prepare(cfg: Config, log: Callable[[str], None] = print) -> Corpus:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return _load(final)
-
-
-def _alive(pid: int) -> bool:
-    """Whether process pid exists (signal 0 asks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, and is another user's
-        pass
-    return True
 
 
 def _load(root: Path) -> Corpus:
@@ -255,7 +199,7 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     train = raw["train"]
     n_raw = len(train)
     with _writing(hf, cache=True):
-        train = _clean(train, cfg.data.dedup)
+        train = clean(train, cfg.data.dedup)
     n_clean = len(train)
     if n_clean == 0:
         raise NmtError(
@@ -269,10 +213,10 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     )
     with _writing(root):
         tok = train_tokenizer(
-            _text_column(train, "src"), _text_column(train, "tgt"), root, cfg.tokenizer
+            text_column(train, "src"), text_column(train, "tgt"), root, cfg.tokenizer
         )
     with _writing(hf, cache=True):
-        out, counts = _encode_all(cfg, raw, train, tok, n_raw, n_clean)
+        out, counts = encode_splits(cfg, raw, train, tok, n_raw)
     if counts["train"]["kept"] == 0:
         raise NmtError(
             "the training set is empty after filtering "
@@ -302,28 +246,3 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     }
     with _writing(root / "stats.json"):
         (root / "stats.json").write_text(json.dumps(stats, indent=1))
-
-
-def _encode_all(cfg, raw, train, tok, n_raw: int, n_clean: int):
-    """Every split encoded (train also length-filtered), with its counts."""
-    out: dict[str, datasets.Dataset] = {}
-    counts: dict[str, dict[str, int]] = {}
-    for key, ds in raw.items():
-        if key == "train":
-            enc = _length_filter(
-                _encode(train, tok), cfg.data.max_len, cfg.data.max_ratio
-            )
-            counts[key] = {
-                "read": n_raw,
-                "empty_or_duplicate": n_raw - n_clean,
-                "too_long_or_ratio": n_clean - len(enc),
-                "kept": len(enc),
-            }
-        elif key == "valid":
-            enc = _encode(_clean(ds, dedup=False), tok)
-            counts[key] = {"read": len(ds), "kept": len(enc)}
-        else:  # test sets are translated whole, never filtered
-            enc = _encode(ds, tok)
-            counts[key] = {"read": len(ds), "kept": len(enc)}
-        out[key] = enc
-    return out, counts
