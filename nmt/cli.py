@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -44,6 +45,16 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    p.add_argument(
+        "model_dir",
+        nargs="+" if many else None,
+        help="model directory (<workdir>/model)" + ("; several: an ensemble" * many),
+    )
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint in MODEL_DIR")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="nmt", description="Recurrent neural machine translation.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -54,15 +65,11 @@ def parser() -> argparse.ArgumentParser:
     _recipe_args(p)
     p = sub.add_parser("train", help="train a model (prepares data if needed)")
     _recipe_args(p)
-    p.add_argument(
-        "--resume", action="store_true", help="continue exactly from last.pt"
-    )
+    p.add_argument("--resume", action="store_true", help="continue exactly")
+    p = sub.add_parser("recipe", help="print the resolved recipe: every key and help")
+    _recipe_args(p)
     p = sub.add_parser("translate", help="translate text (stdin/stdout by default)")
-    p.add_argument(
-        "model_dir",
-        nargs="+",
-        help="model directory (<workdir>/model); several: an ensemble",
-    )
+    _model_args(p, many=True)
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
@@ -70,33 +77,15 @@ def parser() -> argparse.ArgumentParser:
         "--nbest",
         type=int,
         default=1,
-        help="hypotheses per input, as 'index ||| text ||| score' lines",
+        help="hypotheses per input: 'i ||| text ||| score'",
     )
+    p.add_argument("--batch-tokens", type=int, help="default: decode.batch_tokens")
     p.add_argument(
-        "--batch-tokens",
-        type=int,
-        help="source tokens per batch (default: the recipe's decode.batch_tokens)",
-    )
-    p.add_argument(
-        "--batch-rows",
-        type=int,
-        help="hypotheses per batch, sentences x beam (default: decode.batch_rows)",
+        "--batch-rows", type=int, help="sentences x beam (decode.batch_rows)"
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
-    p.add_argument(
-        "--stop",
-        choices=["exact", "early"],
-        help="when beam search stops a sentence (default: the recipe's decode.stop)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16"],
-        help="bf16: matrix products in bfloat16 (default: the recipe's)",
-    )
-    p.add_argument(
-        "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--stop", choices=["exact", "early"], help="default: decode.stop")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="decode.precision")
     p.add_argument(
         "--attention-plot",
         metavar="DIR",
@@ -112,9 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("average", help="average the last K numbered checkpoints")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
     p.add_argument("--last", type=_positive, default=5, help="how many checkpoints (K)")
-    p.add_argument(
-        "-o", "--output", default="averaged.pt", help="file name in MODEL_DIR"
-    )
+    p.add_argument("-o", "--output", default="averaged.pt", help="file in MODEL_DIR")
     p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF with signatures")
     p.add_argument("--ref", action="append", required=True, help="reference file(s)")
     g = p.add_mutually_exclusive_group(required=True)
@@ -130,22 +117,27 @@ def parser() -> argparse.ArgumentParser:
         help="paired bootstrap resampling (sacreBLEU): is HYP_B different?",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p = sub.add_parser(
-        "score", help="log P(target | source) per pair (forced decoding)"
-    )
-    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p = sub.add_parser("score", help="log P(target | source) per pair (forced)")
+    _model_args(p)
     p.add_argument("--src", required=True, help="source file")
     p.add_argument("--tgt", required=True, help="target file")
-    p.add_argument(
-        "--checkpoint", default="best.pt", help="checkpoint file in MODEL_DIR"
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     return ap
 
 
-def cmd_translate(a: argparse.Namespace) -> None:
+def _progress(total: int, desc: str, unit: str):
+    """A progress bar on stderr (stdout holds the output)."""
     from tqdm import tqdm
 
+    return tqdm(total=total, desc=desc, unit=unit, **_BAR)
+
+
+_BAR = {"file": sys.stderr, "dynamic_ncols": True, "mininterval": 1.0}
+# Translator.load's options that `nmt translate` takes from the command line
+_DECODE_OPTIONS = ("checkpoint", "device", "beam", "nbest", "batch_tokens")
+_DECODE_OPTIONS += ("batch_rows", "length_penalty", "stop", "precision")
+
+
+def cmd_translate(a: argparse.Namespace) -> None:
     from nmt.decode.translator import Translator
 
     # everything that can be refused is refused before the model loads
@@ -156,58 +148,28 @@ def cmd_translate(a: argparse.Namespace) -> None:
     if plots and plots.exists() and not plots.is_dir():
         raise NmtError(f"--attention-plot {plots} is a file, not a folder")
     dirs = a.model_dir if len(a.model_dir) > 1 else a.model_dir[0]
-    tr = Translator.load(
-        dirs,
-        checkpoint=a.checkpoint,
-        beam=a.beam,
-        nbest=a.nbest,
-        batch_tokens=a.batch_tokens,
-        batch_rows=a.batch_rows,
-        length_penalty=a.length_penalty,
-        stop=a.stop,
-        precision=a.precision,
-        device=a.device,
-    )
-    first: list[str] = []  # the lines --attention-plot draws
+    tr = Translator.load(dirs, **{k: getattr(a, k) for k in _DECODE_OPTIONS})
     lines = read_lines(a.input)
+    first: list[str] = []  # the lines --attention-plot draws
     if a.attention_plot:
         tr.attention_model()  # no attention: say so before translating
-
-        def keep(it):
-            for line in it:
-                if len(first) < a.plot_sentences:
-                    first.append(line)
-                yield line
-
-        lines = keep(lines)
+        first = list(itertools.islice(lines, a.plot_sentences))
+        lines = itertools.chain(first, lines)
     with (
         output_file(a.output, inputs=(a.input,)) as out,
-        tqdm(
-            total=total,
-            desc="translate",
-            unit="sent",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            mininterval=1.0,
-        ) as bar,
+        _progress(total, "translate", "sent") as bar,
     ):
         n = tr.translate_stream(lines, out.write, progress=bar.update)
     if a.attention_plot:
-        from nmt.plot import plot_attention
+        from nmt.plot import plot_attention_maps
 
-        folder = Path(a.attention_plot)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise NmtError(f"--attention-plot {folder}: {e.strerror}") from None
-        for i, (src, tgt, w) in enumerate(tr.attention_maps(first)):
-            plot_attention(src, tgt, w, folder / f"{i:05d}.png", f"line {i + 1}")
-        print(f"wrote {len(first)} attention plots to {folder}", file=sys.stderr)
+        plot_attention_maps(tr.attention_maps(first), plots)
+        print(f"wrote {len(first)} attention plots to {plots}", file=sys.stderr)
     print(f"translated {n} lines (beam {tr.beam})", file=sys.stderr)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from nmt.metrics import compare, score, sentence_scores
+    from nmt.metrics import compare, report, score, sentence_scores
 
     refs = [list(read_lines(r)) for r in a.ref]
     if a.model:
@@ -225,43 +187,16 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         out["per_sentence"] = sentence_scores(hyps, refs)
     if a.compare:
         out["compare"] = compare(hyps, list(read_lines(a.compare)), refs)
-    if a.json:
-        print(json.dumps(out))
-        return
-    if a.sentence:
-        for i, r in enumerate(out["per_sentence"], start=1):
-            print(f"{i}\tBLEU {r['bleu']:.2f}\tchrF {r['chrf']:.2f}")
-    for m in ("bleu", "chrf", "ter"):
-        if m in s:
-            print(
-                f"{ {'chrf': 'chrF'}.get(m, m.upper()):<4} {s[m]:.2f}  "
-                f"{s['signature'][m]}"
-            )
-    if a.compare:
-        for m, r in out["compare"].items():
-            print(
-                f"{m}: A {_ci(r['a'])}, B {_ci(r['b'])}, p = {r['p_value']:.4f}: "
-                f"{'significant' if r['significant'] else 'not significant'} at 0.05"
-            )
-        print(next(iter(out["compare"].values()))["signature"])
-
-
-def _ci(r: dict) -> str:
-    """score (bootstrap mean ± 95% interval)"""
-    return f"{r['score']:.2f} ({r['mean']:.2f} ± {r['ci']:.2f})"
+    print(json.dumps(out) if a.json else report(out))
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from nmt.decode.scoring import corpus_perplexity, score_pairs
     from nmt.decode.translator import Translator
 
     tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device=a.device)
     src, tgt = list(read_lines(a.src)), list(read_lines(a.tgt))
-    with tqdm(
-        total=len(src), desc="score", unit="pair", file=sys.stderr, mininterval=1.0
-    ) as bar:
+    with _progress(len(src), "score", "pair") as bar:
         scores = score_pairs(tr, src, tgt, progress=bar.update)
     for lp, n in scores:
         print(f"{lp:.4f}\t{math.exp(-lp / max(n, 1)):.4f}")
@@ -288,6 +223,13 @@ def dispatch(a: argparse.Namespace) -> None:
     from nmt.config import load_config
 
     cfg = load_config(a.recipe, a.overrides)
+    if a.command == "recipe":
+        from nmt.schema import describe
+
+        sets = "".join(f" --set {s}" for s in a.overrides or [])
+        print(f"# nmt recipe {a.recipe}{sets}: every key, its value and its help")
+        print(describe(cfg), end="")
+        return None
     if a.command == "prepare":
         from nmt.data.corpus import prepare
 

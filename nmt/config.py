@@ -1,13 +1,13 @@
 """Recipes: YAML files loaded into one dataclass per concern, validated.
 
-Every key has a default here; `recipes/*.yaml` comment each one. Unknown keys,
-wrong types and out-of-range values raise `NmtError` naming the file, the line and
-the key (and the closest valid key for a typo), or the `--set` item they came from.
-
-This module holds what a recipe is: the dataclasses, their fields' choices and
-ranges (field metadata), and the functions that load one. How a file is read
-(bounded, YAML 1.2 numbers and booleans) is nmt.yamlfile's; how a raw mapping is
-checked against the dataclasses is nmt.schema's.
+Every key has a default and a one-line help here (field metadata "doc");
+`nmt recipe RECIPE` prints a recipe resolved, every key with its value and help,
+so recipes state only what differs. Unknown keys, wrong types and out-of-range
+values raise `NmtError` naming the file, the line and the key (and the closest
+valid key for a typo), or the `--set` item they came from; `validate` then checks
+the rules that span keys. How a file is read (bounded, YAML 1.2 numbers and
+booleans) is nmt.yamlfile's; how a raw mapping is checked against the dataclasses
+is nmt.schema's.
 """
 
 from __future__ import annotations
@@ -20,180 +20,164 @@ from pathlib import Path
 from typing import Any
 
 from nmt.errors import NmtError
-from nmt.quoting import show
-from nmt.schema import build, build_from, set_overrides
+from nmt.overrides import build_from, set_overrides
+from nmt.quoting import show, show_path
+from nmt.schema import build, key, one_of, section
 from nmt.schema import override as _override
 from nmt.yamlfile import read_yaml, write_yaml  # read_yaml: tests import it here
 
 
-def _choice(*options: str) -> dict:
-    """Field metadata: the value must be one of `options`."""
-    return {"choices": options}
-
-
-def _range(lo: float | None = None, hi: float | None = None) -> dict:
-    """Field metadata: the value must lie in [lo, hi] (None: no bound)."""
-    return {"min": lo, "max": hi}
-
-
 @dataclass
 class ToyConfig:
-    seed: int = field(default=1234, metadata=_range(0))
-    train_size: int = field(default=60000, metadata=_range(1))
-    valid_size: int = field(default=500, metadata=_range(1))
-    test_size: int = field(default=1000, metadata=_range(1))
+    seed: int = key(1234, "sampling seed: same seed, same corpus and split", lo=0)
+    train_size: int = key(60000, "training pairs", lo=1)
+    valid_size: int = key(500, "validation pairs (disjoint from train)", lo=1)
+    test_size: int = key(1000, "test pairs (disjoint from train and valid)", lo=1)
 
 
 @dataclass
 class FilesConfig:
-    # relative paths are relative to the recipe's directory
-    dir: str = field(default="", metadata={"path": True})
-    format: str = field(default="text", metadata=_choice("text", "tsv"))
-    train: str = "train"  # prefix: <dir>/<prefix>.<lang>[.gz], or a .tsv[.gz] file
-    valid: str = "valid"
-    test: list[str] = field(default_factory=lambda: ["test"])
+    dir: str = key("", "folder of the files (relative: to the recipe's)", path=True)
+    format: str = one_of("text", "tsv", doc="a file per language, or 2 columns")
+    train: str = key("train", "prefix: <dir>/<prefix>.<lang>[.gz], or a .tsv[.gz]")
+    valid: str = key("valid", "the dev set (validation, early stopping)")
+    test: list[str] = key(["test"], "test sets; every one is scored")
 
 
 @dataclass
 class HubConfig:
-    # hub name, or a directory written by Dataset(Dict).save_to_disk
-    path: str = field(default="", metadata={"path": True})
-    name: str = ""  # dataset configuration, e.g. "iwslt2017-de-en"
-    train_split: str = "train"
-    valid_split: str = "validation"
-    test_splits: list[str] = field(default_factory=lambda: ["test"])
-    layout: str = field(
-        default="auto", metadata=_choice("auto", "translation", "columns")
+    path: str = key("", "hub name, or a folder written by save_to_disk", path=True)
+    name: str = key("", 'dataset configuration, e.g. "iwslt2017-de-en"')
+    train_split: str = key("train", "split names in the dataset")
+    valid_split: str = key("validation", "the dev split")
+    test_splits: list[str] = key(["test"], "test splits; every one is scored")
+    layout: str = one_of(
+        "auto",
+        "translation",
+        "columns",
+        doc="{lang: text}, or a column a language",
     )
-    src_field: str = ""  # column of the source text (layout=columns); default src_lang
-    tgt_field: str = ""
+    src_field: str = key("", "column of the source text (columns; '': src_lang)")
+    tgt_field: str = key("", "column of the target text (columns; '': tgt_lang)")
 
 
 @dataclass
 class DataConfig:
-    source: str = field(default="toy", metadata=_choice("toy", "files", "hub"))
-    src_lang: str = "src"
-    tgt_lang: str = "tgt"
-    toy: ToyConfig = field(default_factory=ToyConfig)
-    files: FilesConfig = field(default_factory=FilesConfig)
-    hub: HubConfig = field(default_factory=HubConfig)
-    reverse_source: bool = False  # Sutskever et al. 2014: feed the source backwards
-    max_len: int = field(default=100, metadata=_range(1))  # subword tokens, train pairs
-    max_ratio: float = field(default=3.0, metadata=_range(1.0))
-    dedup: bool = False
+    source: str = one_of("toy", "files", "hub", doc="where the sentence pairs are")
+    src_lang: str = key("src", "source language code (file suffix for files)")
+    tgt_lang: str = key("tgt", "target language code")
+    toy: ToyConfig = section(ToyConfig, "a synthetic pair (nmt/data/toy.py)")
+    files: FilesConfig = section(FilesConfig, "local parallel text files")
+    hub: HubConfig = section(HubConfig, "a datasets hub name or saved folder")
+    reverse_source: bool = key(False, "feed the source backwards (Sutskever 2014)")
+    max_len: int = key(100, "drop training pairs longer than this (subwords)", lo=1)
+    max_ratio: float = key(3.0, "drop training pairs of a longer length ratio", lo=1.0)
+    dedup: bool = key(False, "drop repeated training pairs")
 
 
 @dataclass
 class TokenizerConfig:
-    model_type: str = field(default="unigram", metadata=_choice("unigram", "bpe"))
-    vocab_size: int = field(default=8000, metadata=_range(16, 2**31 - 1))
-    joint: bool = True
-    character_coverage: float = field(default=1.0, metadata=_range(0.98, 1.0))
-    byte_fallback: bool = False
-    input_sentence_size: int = field(default=1000000, metadata=_range(100))
+    model_type: str = one_of("unigram", "bpe", doc="sentencepiece's model")
+    vocab_size: int = key(8000, "pieces (a ceiling)", lo=16, hi=2**31 - 1)
+    joint: bool = key(True, "one vocabulary for both languages")
+    character_coverage: float = key(
+        1.0, "characters covered (CJK: 0.9995)", lo=0.98, hi=1.0
+    )
+    byte_fallback: bool = key(False, "spell unknown characters as bytes")
+    input_sentence_size: int = key(1000000, "sentences sampled to train it", lo=100)
 
 
 @dataclass
 class EncoderConfig:
-    layers: int = field(default=2, metadata=_range(1))
-    hidden: int = field(default=256, metadata=_range(1))  # per direction
-    dropout: float = field(default=0.2, metadata=_range(0.0, 0.95))
+    layers: int = key(2, "deep bidirectional LSTM", lo=1)
+    hidden: int = key(256, "units per direction (outputs: 2 x hidden)", lo=1)
+    dropout: float = key(0.2, "on embeddings and between layers", lo=0.0, hi=0.95)
 
 
 @dataclass
 class DecoderConfig:
-    type: str = field(default="gru", metadata=_choice("gru", "lstm"))
-    conditioning: str = field(default="cho", metadata=_choice("cho", "sutskever"))
-    layers: int = field(default=1, metadata=_range(1))
-    hidden: int = field(default=512, metadata=_range(1))
-    dropout: float = field(default=0.2, metadata=_range(0.0, 0.95))
-    readout: int = field(default=512, metadata=_range(1))
+    type: str = one_of("gru", "lstm", doc="the decoder's RNN")
+    conditioning: str = one_of("cho", "sutskever", doc="context: each step | init")
+    layers: int = key(1, "deep decoders stack GRU/LSTM layers", lo=1)
+    hidden: int = key(512, "decoder units (also the context vector size)", lo=1)
+    dropout: float = key(0.2, "embeddings, RNN output, readout", lo=0.0, hi=0.95)
+    readout: int = key(512, "the readout layer before the softmax", lo=1)
 
 
 @dataclass
 class ModelConfig:
-    embed_dim: int = field(default=256, metadata=_range(1))
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    attention: str = field(
-        default="none", metadata=_choice("none", "bahdanau", "luong")
-    )
-    attention_score: str = field(default="general", metadata=_choice("general", "dot"))
-    attention_hidden: int = field(default=0, metadata=_range(0))  # 0: decoder.hidden
-    input_feeding: bool = False  # luong: the previous readout enters the RNN
-    init: str = field(default="uniform", metadata=_choice("uniform", "xavier"))
-    init_range: float = field(default=0.08, metadata=_range(0.0))
-    tie_embeddings: bool = False  # share target embedding and output projection
+    embed_dim: int = key(256, "word embeddings, source and target", lo=1)
+    encoder: EncoderConfig = section(EncoderConfig, "the source side")
+    decoder: DecoderConfig = section(DecoderConfig, "the target side")
+    attention: str = one_of("none", "bahdanau", "luong", doc="none is the card's model")
+    attention_score: str = one_of("general", "dot", doc="luong: q . W m, or q . m")
+    attention_hidden: int = key(0, "bahdanau's layer (0: decoder.hidden)", lo=0)
+    input_feeding: bool = key(False, "luong: the previous readout enters the RNN")
+    init: str = one_of("uniform", "xavier", doc="uniform: (-init_range, init_range)")
+    init_range: float = key(0.08, "bound of the uniform initialisation", lo=0.0)
+    tie_embeddings: bool = key(False, "share target embeddings and output layer")
 
 
 @dataclass
 class TrainConfig:
-    device: str = field(default="auto", metadata=_choice("auto", "cpu", "cuda"))
-    seed: int = field(default=1, metadata=_range(0))  # batching needs seed >= 0
-    threads: int = field(default=0, metadata=_range(0))  # 0: torch's default
-    precision: str = field(
-        default="auto", metadata=_choice("auto", "fp32", "bf16", "fp16")
-    )  # auto: bf16 autocast on CUDA, fp32 on CPU
-    optimizer: str = field(default="adam", metadata=_choice("adam", "sgd"))
-    lr: float = field(default=0.001, metadata=_range(0.0))
-    momentum: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    weight_decay: float = field(default=0.0, metadata=_range(0.0))
-    schedule: str = field(
-        default="plateau",
-        metadata=_choice("constant", "plateau", "sutskever", "warmup"),
+    device: str = one_of("auto", "cpu", "cuda", doc="auto: cuda where there is one")
+    seed: int = key(1, "initialisation, dropout and batch order", lo=0)
+    threads: int = key(0, "CPU threads for torch (0: torch's default)", lo=0)
+    precision: str = one_of("auto", "fp32", "bf16", "fp16", doc="auto: bf16 on CUDA")
+    optimizer: str = one_of("adam", "sgd", doc="the optimizer")
+    lr: float = key(0.001, "learning rate (peak rate with warmup)", lo=0.0)
+    momentum: float = key(0.0, "sgd only", lo=0.0, hi=1.0)
+    weight_decay: float = key(0.0, "L2 penalty", lo=0.0)
+    schedule: str = one_of(
+        "plateau",
+        "constant",
+        "sutskever",
+        "warmup",
+        doc="the learning rate",
     )
-    warmup_steps: int = field(default=0, metadata=_range(0))
-    decay_factor: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    plateau_patience: int = field(default=2, metadata=_range(0))
-    decay_start_epoch: float = field(default=5.0, metadata=_range(0.0))  # sutskever
-    min_lr: float = field(default=1e-5, metadata=_range(0.0))
-    batch_tokens: int = field(default=4096, metadata=_range(1))  # target tokens
-    batch_sentences: int = field(default=0, metadata=_range(0))  # >0 overrides tokens
-    accumulate: int = field(default=1, metadata=_range(1))  # batches per update
-    max_steps: int = field(default=0, metadata=_range(0))  # 0: no limit
-    max_epochs: int = field(default=20, metadata=_range(0))
-    max_minutes: float = field(default=0.0, metadata=_range(0.0))  # 0: no limit
-    clip_norm: float = field(default=5.0, metadata=_range(0.0))
-    label_smoothing: float = field(default=0.1, metadata=_range(0.0, 0.99))
-    log_every: int = field(default=100, metadata=_range(1))
-    valid_every: int = field(default=1000, metadata=_range(1))
-    valid_bleu_sentences: int = field(default=0, metadata=_range(0))  # 0: all
-    patience: int = field(default=5, metadata=_range(0))  # 0: no early stopping
-    save_every: int = field(default=0, metadata=_range(0))  # steps; 0: at validations
-    keep_last: int = field(default=5, metadata=_range(1))  # numbered checkpoints kept
+    warmup_steps: int = key(0, "linear warmup in front of any schedule", lo=0)
+    decay_factor: float = key(0.5, "plateau/sutskever: rate x this", lo=0.0, hi=1.0)
+    plateau_patience: int = key(2, "validations without gain before a cut", lo=0)
+    decay_start_epoch: float = key(5.0, "sutskever: then one every half epoch", lo=0.0)
+    min_lr: float = key(1e-5, "schedules never go below this", lo=0.0)
+    batch_tokens: int = key(4096, "target tokens per batch (padded)", lo=1)
+    batch_sentences: int = key(0, "> 0: batches of this many sentences instead", lo=0)
+    accumulate: int = key(1, "batches per update (gradient accumulation)", lo=1)
+    max_steps: int = key(0, "0: no step limit", lo=0)
+    max_epochs: int = key(20, "0: no epoch limit", lo=0)
+    max_minutes: float = key(0.0, "training wall time (0: no limit)", lo=0.0)
+    clip_norm: float = key(5.0, "gradient-norm clipping (0: none)", lo=0.0)
+    label_smoothing: float = key(0.1, "0.1 helps real data; 0: none", lo=0.0, hi=0.99)
+    log_every: int = key(100, "steps between log records", lo=1)
+    valid_every: int = key(1000, "steps between validations (loss, greedy BLEU)", lo=1)
+    valid_bleu_sentences: int = key(0, "dev sentences for BLEU (0: all)", lo=0)
+    patience: int = key(5, "validations without BLEU gain before stopping", lo=0)
+    save_every: int = key(0, "steps between checkpoints (0: at validations)", lo=0)
+    keep_last: int = key(5, "numbered checkpoints kept (for nmt average)", lo=1)
 
 
 @dataclass
 class DecodeConfig:
-    beam: int = field(default=5, metadata=_range(1))
-    length_penalty: float = field(default=1.0, metadata=_range(0.0))  # GNMT alpha
-    # When beam search stops a sentence: "exact" once no live hypothesis can beat
-    # its finished ones (nmt/search.py); "early" once none beats them at its current
-    # length (faster; may miss a better, longer translation).
-    stop: str = field(default="exact", metadata=_choice("exact", "early"))
-    # bf16: matrix products in bfloat16 under torch.autocast (CPU or CUDA), faster
-    # where the hardware has bf16 units (refused on a CPU without them); scores stay
-    # float32, outputs may differ.
-    precision: str = field(default="fp32", metadata=_choice("fp32", "bf16"))
-    max_len_a: float = field(default=1.5, metadata=_range(0.0))  # max = a * src + b
-    max_len_b: int = field(default=10, metadata=_range(0))
-    # A batch holds at most batch_tokens source tokens (padded) and batch_rows
-    # hypotheses (sentences x beam): the rows of every step's [rows, vocabulary]
-    # products and scores.
-    batch_tokens: int = field(default=6000, metadata=_range(1))
-    batch_rows: int = field(default=800, metadata=_range(1))
-    nbest: int = field(default=1, metadata=_range(1))
+    beam: int = key(5, "beam size (1: greedy)", lo=1)
+    length_penalty: float = key(1.0, "GNMT alpha (0: raw log-probability)", lo=0.0)
+    stop: str = one_of("exact", "early", doc="when beam search stops")
+    precision: str = one_of("fp32", "bf16", doc="bf16: faster, or refused")
+    max_len_a: float = key(1.5, "output limit: a * source length + b", lo=0.0)
+    max_len_b: int = key(10, "(in subword tokens)", lo=0)
+    batch_tokens: int = key(6000, "source tokens per batch (padded)", lo=1)
+    batch_rows: int = key(800, "hypotheses per batch: sentences x beam", lo=1)
+    nbest: int = key(1, "hypotheses per input (nmt translate --nbest)", lo=1)
 
 
 @dataclass
 class Config:
-    name: str = "experiment"
-    workdir: str = "runs/experiment"  # relative to the current directory
-    data: DataConfig = field(default_factory=DataConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    name: str = key("experiment", "experiment name (results.json, plots)")
+    workdir: str = key("runs/experiment", "caches, model, results (relative: cwd)")
+    data: DataConfig = section(DataConfig, "sentence pairs: train, dev, test sets")
+    tokenizer: TokenizerConfig = section(TokenizerConfig, "sentencepiece")
+    model: ModelConfig = section(ModelConfig, "the network")
+    train: TrainConfig = section(TrainConfig, "optimisation and its schedule")
+    decode: DecodeConfig = section(DecodeConfig, "search (test sets, translate)")
     # Where the recipe lives, so that relative data paths resolve; not a key.
     recipe_dir: str = field(default=".", metadata={"internal": True})
 
@@ -226,6 +210,54 @@ class Config:
         return p if p.is_absolute() else (Path(self.recipe_dir) / p).resolve()
 
 
+def validate(cfg: Config) -> None:
+    """Every rule that spans keys, checked right after loading, before anything
+    is built: one NmtError naming the keys of every rule broken."""
+    m, dec, d, dc = cfg.model, cfg.model.decoder, cfg.data, cfg.decode
+    memory = 2 * m.encoder.hidden  # the bidirectional encoder's output size
+    # the readout has its own layer unless the decoder is Sutskever's plain one
+    own = dec.conditioning == "cho" or m.attention != "none"
+    readout, which = (dec.readout, "readout") if own else (dec.hidden, "hidden")
+    broken = []
+    if m.input_feeding and m.attention != "luong":
+        broken.append(
+            "model.input_feeding: true needs model.attention: luong "
+            f"(got {m.attention})"
+        )
+    if m.attention == "luong" and m.attention_score == "dot" and dec.hidden != memory:
+        broken.append(
+            "model.attention_score: dot needs model.decoder.hidden equal to the "
+            f"encoder's output size, 2 x model.encoder.hidden ({dec.hidden} != "
+            f"{memory}); use general"
+        )
+    if m.tie_embeddings and readout != m.embed_dim:
+        broken.append(
+            f"model.tie_embeddings: true needs model.decoder.{which} equal to "
+            f"model.embed_dim ({readout} != {m.embed_dim})"
+        )
+    if dc.nbest > dc.beam:
+        broken.append(
+            f"decode.nbest ({dc.nbest}) must not exceed decode.beam ({dc.beam}): "
+            "beam search keeps beam hypotheses"
+        )
+    if d.source == "hub" and not d.hub.path:
+        broken.append(
+            "data.source is hub but data.hub.path is empty: set it to a hub name "
+            "or to a folder written by save_to_disk"
+        )
+    if broken:
+        raise NmtError("; and ".join(broken))
+
+
+def _checked(cfg: Config, what: str) -> Config:
+    """`cfg` once `validate` passes; its error is prefixed with `what`."""
+    try:
+        validate(cfg)
+    except NmtError as e:
+        raise NmtError(f"{what}: {e}") from None
+    return cfg
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """A recipe file, with `--set key.path=value` overrides applied, validated."""
     path = Path(path)
@@ -235,14 +267,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     cfg.recipe_dir = str(path.resolve().parent)
     if cfg.workdir.startswith("~"):  # as a shell would: `workdir: ~/runs/x`
         cfg.workdir = str(cfg.resolve(cfg.workdir))
-    return cfg
+    return _checked(cfg, f"recipe {show_path(path)}")
 
 
 def load_model_config(model_dir: Path) -> Config:
     """The Config of a model directory (`<model_dir>/config.yaml`, written by
     training), validated as a recipe is; every error names that file."""
     path = Path(model_dir) / "config.yaml"
-    return build_from(Config, read_yaml(path, "model config"), "model config", path, [])
+    raw = read_yaml(path, "model config")
+    cfg = build_from(Config, raw, "model config", path, [])
+    return _checked(cfg, f"model config {show_path(path)}")
 
 
 def config_from_dict(raw: dict, recipe_dir: str = ".") -> Config:
@@ -252,6 +286,7 @@ def config_from_dict(raw: dict, recipe_dir: str = ".") -> Config:
         raise NmtError(f"a config must be a mapping of keys, got {show(raw)}")
     cfg = build(Config, raw)
     cfg.recipe_dir = recipe_dir
+    validate(cfg)
     return cfg
 
 

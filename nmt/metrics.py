@@ -85,3 +85,29 @@ def compare(
 def _summary(r) -> dict:
     """A sacreBLEU significance Result as plain floats (it holds numpy values)."""
     return {k: round(float(getattr(r, k)), 2) for k in ("score", "mean", "ci")}
+
+
+def report(out: dict) -> str:
+    """`nmt evaluate`'s text from `score`'s dict, with "per_sentence" (from
+    `sentence_scores`) and "compare" (from `compare`) where they are present."""
+    per = out.get("per_sentence", [])
+    lines = [
+        f"{i}\tBLEU {r['bleu']:.2f}\tchrF {r['chrf']:.2f}" for i, r in enumerate(per, 1)
+    ]
+    for m, name in (("bleu", "BLEU"), ("chrf", "chrF"), ("ter", "TER")):
+        if m in out:
+            lines.append(f"{name:<4} {out[m]:.2f}  {out['signature'][m]}")
+    for m, r in out.get("compare", {}).items():
+        verdict = "significant" if r["significant"] else "not significant"
+        lines.append(
+            f"{m}: A {_ci(r['a'])}, B {_ci(r['b'])}, p = {r['p_value']:.4f}: "
+            f"{verdict} at 0.05"
+        )
+    if out.get("compare"):
+        lines.append(next(iter(out["compare"].values()))["signature"])
+    return "\n".join(lines)
+
+
+def _ci(r: dict) -> str:
+    """score (bootstrap mean ± 95% interval)"""
+    return f"{r['score']:.2f} ({r['mean']:.2f} ± {r['ci']:.2f})"

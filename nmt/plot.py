@@ -84,3 +84,16 @@ def plot_attention(
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     _save(plt, fig, png_path)
+
+
+def plot_attention_maps(maps, folder: Path) -> None:
+    """One heatmap PNG per (source pieces, output pieces, weights) in `maps`,
+    numbered from 00000.png in `folder` (made if missing)."""
+    from nmt.errors import NmtError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NmtError(f"--attention-plot {folder}: {e.strerror}") from None
+    for i, (src, tgt, w) in enumerate(maps):
+        plot_attention(src, tgt, w, folder / f"{i:05d}.png", f"line {i + 1}")

@@ -1,13 +1,14 @@
 """Schemas: a tree of dataclasses built from a raw mapping, every value checked.
 
 A schema is a root dataclass whose fields are values (bool, int, float, str, lists
-of them) or sections (nested dataclasses); a field's metadata may hold "choices",
-"min"/"max", "path" (a "~user" must exist) or "internal" (not a key). `build` and
-`build_from` check a raw mapping (from `nmt.yamlfile.read_yaml`) against it; an
-unknown key, a wrong type or an out-of-range value raises one NmtError naming the
-key (and the closest valid key for a typo), the file's line, or the `--set` item
-it came from. Generic over the root class, which every function takes: the recipe's
-own dataclasses are nmt.config's.
+of them) or sections (nested dataclasses), declared with `key`, `one_of` and
+`section`: a field's metadata holds its one-line help ("doc"), "choices",
+"min"/"max", "path" (a "~user" must exist) or "internal" (not a key). `build`
+checks a raw mapping (from `nmt.yamlfile.read_yaml`) against it; an unknown key, a
+wrong type or an out-of-range value raises one NmtError naming the key (and the
+closest valid key for a typo). `describe` writes a built tree back as YAML with
+each key's help. Generic over the root class, which every function takes: the
+recipe's own dataclasses are nmt.config's; `--set` items are nmt.overrides'.
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from nmt.errors import NmtError
-from nmt.quoting import as_typed, show, show_path
-from nmt.yamlfile import YamlTooBig, parse_yaml
+from nmt.quoting import as_typed, show
+from nmt.yamlfile import yaml_value
 
 T = TypeVar("T")
 
 
-class _RecipeKeyError(NmtError):
+class RecipeKeyError(NmtError):
     """A bad value or an unknown key: which recipe key, and where it was written."""
 
     def __init__(self, message: str, key: str):
@@ -44,6 +43,32 @@ _BOOL_WORDS |= {"on": True, "off": False}
 _INT_LIMIT = 2**63
 
 
+def key(
+    default: Any,
+    doc: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    path: bool = False,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A field that is a key: its default, its one-line help, its bounds [lo, hi]
+    (None: no bound); `path`: a "~user" in it must exist."""
+    meta = {"doc": doc, "min": lo, "max": hi, "path": path, "choices": choices}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def one_of(*choices: str, doc: str) -> Any:
+    """A key whose value must be one of `choices`; the first is the default."""
+    return key(choices[0], doc, choices=choices)
+
+
+def section(cls: type, doc: str) -> Any:
+    """A field that is a section of keys (the dataclass `cls`), with its help."""
+    return dataclasses.field(default_factory=cls, metadata={"doc": doc})
+
+
 def _check_value(
     value: Any, tp: Any, f: dataclasses.Field, key: str, root: type
 ) -> Any:
@@ -52,8 +77,8 @@ def _check_value(
     `root` is the schema's root class, for suggesting keys in other sections."""
     origin = typing.get_origin(tp)
 
-    def bad(what: str) -> _RecipeKeyError:
-        return _RecipeKeyError(f"recipe key '{key}' {what}, got {show(value)}", key)
+    def bad(what: str) -> RecipeKeyError:
+        return RecipeKeyError(f"recipe key '{key}' {what}, got {show(value)}", key)
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -106,7 +131,7 @@ def _check_value(
     if choices and value not in choices:
         close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise _RecipeKeyError(
+        raise RecipeKeyError(
             f"recipe key '{key}' must be one of {', '.join(choices)}; "
             f"got {show(value)}{hint}",
             key,
@@ -114,7 +139,7 @@ def _check_value(
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
-        raise _RecipeKeyError(
+        raise RecipeKeyError(
             f"recipe key '{key}' must be {bounds}; got {show(value)}", key
         )
     return value
@@ -136,7 +161,7 @@ def override(
             setattr(section, name, value)
 
 
-def _fields(cls: type) -> dict[str, dataclasses.Field]:
+def key_fields(cls: type) -> dict[str, dataclasses.Field]:
     """The fields of `cls` that are keys (not "internal")."""
     return {
         f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")
@@ -147,7 +172,7 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     """Every recipe key path, e.g. 'model.decoder.hidden'."""
     hints = typing.get_type_hints(cls)
     out = []
-    for name in _fields(cls):
+    for name in key_fields(cls):
         if dataclasses.is_dataclass(hints[name]):
             out += _all_keys(hints[name], f"{prefix}{name}.")
         else:
@@ -155,20 +180,20 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     return out
 
 
-def _join(prefix: str, k: Any) -> str:
+def key_path(prefix: str, k: Any) -> str:
     name = as_typed(k) if isinstance(k, str) else show(k)
     return f"{prefix}.{name}" if prefix else name
 
 
-def _unknown(k: Any, fields: dict, prefix: str, root: type) -> str:
+def unknown_key(k: Any, fields: dict, prefix: str, root: type) -> str:
     """'unknown recipe key ...', with the closest key in the same section, or the
     same name in another section (train.beam -> decode.beam), when there is one."""
-    msg = f"unknown recipe key '{_join(prefix, k)}'"
+    msg = f"unknown recipe key '{key_path(prefix, k)}'"
     if not isinstance(k, str) or len(k) > 100:
         return msg
     close = difflib.get_close_matches(k, list(fields), n=1, cutoff=0.5)
     if close:
-        return msg + f"; did you mean '{_join(prefix, close[0])}'?"
+        return msg + f"; did you mean '{key_path(prefix, close[0])}'?"
     elsewhere = [p for p in _all_keys(root) if p.rsplit(".", 1)[-1] == k]
     return msg + (f"; did you mean '{elsewhere[0]}'?" if elsewhere else "")
 
@@ -178,16 +203,16 @@ def _build(cls: type, raw: dict, prefix: str = "", root: type | None = None) -> 
     checked; an error carries the key's line when `raw` came from RecipeLoader."""
     root = root or cls
     hints = typing.get_type_hints(cls)
-    fields = _fields(cls)
+    fields = key_fields(cls)
     lines = getattr(raw, "lines", {})
     kwargs = {}
     for k, v in raw.items():
         try:
             if not isinstance(k, str) or k not in fields:
-                unknown = _unknown(k, fields, prefix, root)
-                raise _RecipeKeyError(unknown, _join(prefix, k))
-            kwargs[k] = _check_value(v, hints[k], fields[k], _join(prefix, k), root)
-        except _RecipeKeyError as e:
+                unknown = unknown_key(k, fields, prefix, root)
+                raise RecipeKeyError(unknown, key_path(prefix, k))
+            kwargs[k] = _check_value(v, hints[k], fields[k], key_path(prefix, k), root)
+        except RecipeKeyError as e:
             if e.line is None:
                 e.line = lines.get(k)
             raise
@@ -199,96 +224,32 @@ def build(root: type[T], raw: dict) -> T:
     return _build(root, raw)
 
 
-def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
-    """`key.path=value` strings; the value is parsed as YAML (1, 1e-3, true, [a, b]),
-    or kept as the text itself where that is not valid YAML."""
-    out = []
-    for item in items or []:
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line
-            raise NmtError(f"--set {show(item)}: not valid UTF-8") from None
-        if "=" not in item:
-            raise NmtError(
-                f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {show(item)}"
-            )
-        key, text = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise NmtError(f"--set {as_typed(item)}: the key before '=' is empty")
-        if any(not p.strip() for p in key.split(".")):
-            raise NmtError(
-                f"--set {as_typed(item)}: the key '{as_typed(key)}' has an empty part"
-            )
-        try:
-            value = parse_yaml(text) if text.strip() else ""
-        except YamlTooBig as e:
-            raise NmtError(f"--set {as_typed(key)}=...: refused: {e.problem}") from None
-        except yaml.YAMLError:
-            value = text
-        out.append((key, value))
-    return out
+def _help(f: dataclasses.Field) -> str:
+    """A field's help as `describe` prints it: "... [a | b]" for a choice."""
+    choices = f.metadata.get("choices")
+    doc = f.metadata.get("doc", "")
+    return f"{doc} [{' | '.join(choices)}]" if choices else doc
 
 
-def _set_path(root: type, raw: dict, dotted: str, value: Any, item: str = "") -> None:
-    """Put an override into the raw recipe, checking its path against the keys."""
-    item = item or dotted
-    parts = dotted.split(".")
-    node, cls = raw, root
-    for i, p in enumerate(parts):
-        fields = _fields(cls)
-        prefix = ".".join(parts[:i])
-        if p not in fields:
-            unknown = _unknown(p, fields, prefix, root)
-            raise NmtError(f"--set {as_typed(item)}: {unknown}")
-        if i == len(parts) - 1:
-            node[p] = value
-            return
-        tp = typing.get_type_hints(cls)[p]
-        if not dataclasses.is_dataclass(tp):
-            here = _join(prefix, p)
-            raise NmtError(
-                f"--set {as_typed(item)}: recipe key '{here}' is a value, "
-                "not a section with keys below it"
-            )
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            return  # the recipe's own value for the section is wrong: _build says so
-        node, cls = nxt, tp
+def describe(tree: Any) -> str:
+    """A built tree as YAML that `build` reads back to the same tree: every key
+    with its value, and its help as a comment."""
+    lines: list[str] = []
 
+    def add(text: str, f: dataclasses.Field) -> None:
+        lines.append(f"{text:<30}  # {_help(f)}")
 
-def set_overrides(
-    root: type, raw: dict, items: list[str] | None
-) -> list[tuple[str, str]]:
-    """Apply `--set key.path=value` items to the raw mapping `raw` in place, each
-    path checked against `root`'s keys. Returns (item, key) pairs, which
-    `build_from` takes to name the item behind a bad value."""
-    pairs = parse_overrides(items)
-    sets = [(item, key) for item, (key, _) in zip(items or [], pairs)]
-    for (item, _), (key, value) in zip(sets, pairs):
-        _set_path(root, raw, key, value, item)
-    return sets
+    def walk(node: Any, indent: str) -> None:
+        hints = typing.get_type_hints(type(node))
+        for name, f in key_fields(type(node)).items():
+            value = getattr(node, name)
+            if dataclasses.is_dataclass(hints[name]):
+                if not indent:
+                    lines.append("")
+                add(f"{indent}{name}:", f)
+                walk(value, indent + "  ")
+            else:
+                add(f"{indent}{name}: {yaml_value(value)}", f)
 
-
-def _where_set(key: str, sets: list[tuple[str, str]]) -> str | None:
-    """The --set item (last wins) that wrote recipe key `key`, if one did."""
-    for item, k in reversed(sets):
-        if key == k or key.startswith((k + ".", k + "[")):
-            return item
-    return None
-
-
-def build_from(
-    root: type[T], raw: dict, what: str, path: Path, sets: list[tuple[str, str]]
-) -> T:
-    """The tree of `root` from `raw`, read from the file `path` (a `what`, e.g.
-    "recipe") and changed by the `--set` items `sets` (from `set_overrides`). An
-    error names the item that wrote the bad key, else the file and the key's line."""
-    try:
-        return _build(root, raw)
-    except _RecipeKeyError as e:
-        item = _where_set(e.key, sets)
-        if item is not None:
-            raise NmtError(f"--set {as_typed(item)}: {e}") from None
-        where = f", line {e.line}" if e.line else ""
-        raise NmtError(f"{what} {show_path(path)}{where}: {e}") from None
+    walk(tree, "")
+    return "\n".join(lines) + "\n"

@@ -174,6 +174,16 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-+0123456789."))
 
 
+def yaml_value(value: Any) -> str:
+    """One value (a scalar or a list) as one line of YAML that `RecipeLoader`
+    reads back unchanged; `write_yaml`'s quoting."""
+    one_line = dict(Dumper=_Dumper, default_flow_style=True, width=1 << 30)
+    text = yaml.dump(value, allow_unicode=True, **one_line)
+    if text.count("\n") > 1 and not text.endswith("\n...\n"):  # line breaks
+        text = yaml.dump(value, allow_unicode=True, default_style='"', **one_line)
+    return text.removesuffix("\n").removesuffix("\n...")
+
+
 def parse_yaml(text: str) -> Any:
     """One YAML document (a file's text, a `--set` value) through RecipeLoader;
     raises yaml.YAMLError, YamlTooBig where it is past the loader's bounds."""

@@ -3,14 +3,12 @@ step on a tiny local stand-in for their hub dataset."""
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from pathlib import Path
 
 import datasets
 import pytest
 
-from nmt.config import Config, load_config
+from nmt.config import load_config
 from nmt.data import toy
 from nmt.data.corpus import prepare
 from nmt.train.loop import Trainer
@@ -18,41 +16,10 @@ from nmt.train.loop import Trainer
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
 
-def key_paths(cls=Config, prefix=""):
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("internal"):
-            continue
-        if dataclasses.is_dataclass(f.type) or (
-            isinstance(f.type, str) and f.type.endswith("Config")
-        ):
-            sub = f.default_factory()  # type: ignore[misc]
-            yield from key_paths(type(sub), f"{prefix}{f.name}.")
-        else:
-            yield f"{prefix}{f.name}"
-
-
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_loads(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
-
-
-def test_every_key_is_commented_somewhere():
-    commented = set()
-    for path in RECIPES:
-        stack: list[tuple[int, str]] = []
-        for line in path.read_text().splitlines():
-            m = re.match(r"^(\s*)([a-z_]+):", line)
-            if not m:
-                continue
-            indent = len(m.group(1))
-            while stack and stack[-1][0] >= indent:
-                stack.pop()
-            stack.append((indent, m.group(2)))
-            if "#" in line:
-                commented.add(".".join(k for _, k in stack))
-    missing = [k for k in key_paths() if k not in commented]
-    assert not missing, f"keys without a comment in any recipe: {missing}"
 
 
 @pytest.mark.parametrize("name", ["iwslt14_de_en", "wmt14_en_fr_sutskever"])
