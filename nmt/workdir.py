@@ -207,12 +207,9 @@ def precheck(cfg: Config, resume: bool) -> None:
     or precision this machine lacks, and a resume that cannot work."""
     from nmt.checkpoint import load_checkpoint
     from nmt.hardware import pick_device, require_native_bf16
+    from nmt.train.build import resolve_precision  # the Trainer's own check
 
-    device = pick_device(cfg.train.device)
-    if cfg.train.precision == "fp16" and device.type != "cuda":
-        raise NmtError("train.precision: fp16 needs a CUDA device; use fp32 or bf16")
-    if cfg.train.precision == "bf16":
-        require_native_bf16(device, "train.precision")
+    resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
     if cfg.decode.precision == "bf16":
         require_native_bf16(pick_device("auto"), "decode.precision")
     if resume:

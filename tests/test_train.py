@@ -150,3 +150,20 @@ def test_fp16_needs_cuda(make_config):
     cfg = make_config(train={"precision": "fp16", "device": "cpu"})
     with pytest.raises(NmtError, match="fp16 needs a CUDA device"):
         Trainer(cfg, prepare(cfg, quiet), log=quiet)
+
+
+def test_last_pt_is_train_state_plus_the_parts(make_config):
+    """last.pt keeps its flat keys (older runs still resume): the TrainState
+    counters, as plain numbers, beside the model, optimizer, schedule, scaler,
+    RNG states and config."""
+    from nmt.train.state import TrainState
+
+    cfg = make_config(train={"max_steps": 2})
+    Trainer(cfg, prepare(cfg, quiet), log=quiet).train()
+    ck = torch.load(cfg.model_dir / "last.pt", weights_only=True)
+    parts = {"model", "optimizer", "schedule", "scaler", "rng", "cuda_rng", "config"}
+    assert set(ck) == {*TrainState.keys(), *parts}
+    state = TrainState.from_dict(ck)
+    assert state.step == 2 and state.epoch == 0 and state.tokens > 0
+    assert state.to_dict() == {k: ck[k] for k in TrainState.keys()}
+    assert all(type(ck[k]) in (int, float) for k in TrainState.keys())

@@ -1,1 +1,2 @@
-"""Training: the loop, validation, schedules, data parallelism."""
+"""Training: build (config -> parts), state (what a checkpoint holds), loop,
+validation, log, schedule, distributed."""

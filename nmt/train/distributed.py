@@ -9,14 +9,26 @@ same update as one process with the whole batch.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from nmt.model.batch import Batch
+
+if TYPE_CHECKING:
+    from nmt.config import Config
+    from nmt.data.corpus import Corpus
+    from nmt.train.build import TrainParts
 
 
 @dataclass
 class Dist:
+    """This process's place in the process group; one process without one."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -45,6 +57,37 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def share(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's rows of a global batch's row indices."""
+        return idx[self.rank :: self.world] if self.enabled else idx
+
+
+def backward(
+    parts: TrainParts, batches: list[Batch], label_smoothing: float
+) -> tuple[float, float]:
+    """Accumulate into the gradients (zeroed by the caller) the gradient of the
+    global mean token loss over this rank's micro-batches `batches`, all-reduced
+    once, after the last one. Returns (mean loss over all ranks, global token
+    count); the loss may be non-finite, and then nothing should step."""
+    d, net, scaler, autocast = (
+        parts.dist,
+        parts.net,
+        parts.scaler,
+        parts.precision.autocast,
+    )
+    n_global = d.sum(sum(b.n_tgt_tokens for b in batches))
+    total = torch.zeros((), device=parts.device)
+    for i, b in enumerate(batches):
+        last = i == len(batches) - 1
+        with nullcontext() if last or not d.enabled else net.no_sync():
+            with autocast():
+                # DDP averages gradients over ranks: scale so the result is the
+                # gradient of the global mean token loss
+                loss = net(b, label_smoothing) * (d.world / n_global)
+            scaler.scale(loss).backward()
+        total += loss.detach()
+    return d.sum(float(total)) / d.world, n_global
+
 
 def setup(device: torch.device) -> Dist:
     """Join the process group that torchrun describes in the environment."""
@@ -62,11 +105,12 @@ def setup(device: torch.device) -> Dist:
 
 
 def shutdown() -> None:
+    """Leave the process group (at the end of `nmt train` under torchrun)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def prepare_once(cfg):
+def prepare_once(cfg: Config) -> Corpus:
     """Prepare the corpus on rank 0 first; the other ranks then read its cache."""
     from nmt.data.corpus import prepare
     from nmt.hardware import pick_device

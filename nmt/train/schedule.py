@@ -13,7 +13,10 @@ from nmt.config import TrainConfig
 
 
 class Schedule:
-    def __init__(self, cfg: TrainConfig):
+    """The learning rate of each update, from `train.*` and what validations
+    reported so far."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.decays = 0  # plateau: how many times the rate was cut
         self.bad_evals = 0
