@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.model.packed import Packed
+import nmt.decode.fast as fast
+from nmt.decode.fast import Packed
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -56,3 +57,46 @@ def test_a_model_that_has_decoded_can_be_copied_and_pickled():
     for q in (copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
         assert torch.allclose(q(x), p(x))
         assert (q.blocked is None) == (p.blocked is None)
+
+
+@pytest.mark.parametrize("error", [AttributeError, RuntimeError])
+def test_packing_falls_back_where_the_onednn_ops_are_absent_or_fail(monkeypatch, error):
+    """An absent op (AttributeError from torch.ops) or one that fails at its first
+    use: checked once, then every Packed runs the plain product."""
+
+    def broken(*args):
+        raise error("no oneDNN here")
+
+    monkeypatch.setattr(fast, "_packed_linear", broken)
+    fast.onednn_works.cache_clear()
+    try:
+        assert not fast.onednn_works()
+        w, b = torch.randn(7, 5), torch.randn(7)
+        p = Packed(w, b)
+        assert p.blocked is None
+        x = torch.randn(3, 5)
+        assert torch.allclose(p(x), F.linear(x, w, b), atol=1e-6)
+    finally:
+        fast.onednn_works.cache_clear()
+
+
+@pytest.mark.filterwarnings("ignore:torch.is_autocast_cpu_enabled")
+def test_autocast_query_works_without_a_device_argument():
+    """torch before 2.4: is_autocast_enabled() takes no device; the query then
+    asks is_autocast_cpu_enabled() for the CPU."""
+    real = torch.is_autocast_enabled
+
+    def old(*args):
+        if args:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments")
+        return real("cuda")
+
+    def ask(device):
+        with pytest.MonkeyPatch.context() as mp:  # torch.autocast itself asks too
+            mp.setattr(torch, "is_autocast_enabled", old)
+            return fast._autocast_query()(device)
+
+    assert ask("cpu") is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ask("cpu") is True
+        assert ask("cuda") is False

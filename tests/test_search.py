@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from nmt.decode.search import beam_search, greedy, max_lengths, row_argmax, row_topk
+from nmt.decode.fast import FastStepper
+from nmt.decode.search import beam_search, greedy, max_lengths
 from nmt.model.batch import source_tensor
+from nmt.model.seq2seq import Seq2Seq
 from nmt.vocab import EOS
 from tests.test_model import ATTENTION, small_model
 
@@ -18,7 +20,11 @@ def sharpen(model):
     return model
 
 
-def run(fn, model, srcs, **kw):
+def run(fn, model, srcs, plain=False, **kw):
+    """fn over srcs, decoding a model through its FastStepper as the Translator
+    does (`plain`: through Seq2Seq.step); any other stepper as it is."""
+    if isinstance(model, Seq2Seq) and not plain:
+        model = FastStepper(model)
     s, s_len = source_tensor(srcs, reverse=False)
     return fn(model, s, s_len, max_lengths(s_len, 1.5, 5), **kw)
 
@@ -77,12 +83,12 @@ class _Scripted:
     A, V = 5, 8
 
     def __init__(self):
-        self.decoder, self.steps = self, 0
+        self.steps = 0
 
     def encode(self, src, src_len):
         return _Scripted.State(0)
 
-    def step(self, prev, state, out=None):
+    def step(self, prev, state):
         self.steps += 1
         logp = torch.full((len(prev), self.V), -20.0)
         logp[:, self.A] = -0.4
@@ -112,7 +118,7 @@ def test_early_stop_is_faster_and_exact_stop_finds_the_better_longer_output():
 
 
 def test_output_respects_length_limit():
-    model = small_model("gru", seed=4)  # flat distributions: rarely picks EOS
+    model = FastStepper(small_model("gru", seed=4))  # flat: rarely picks EOS
     s, s_len = source_tensor(SRC, reverse=False)
     limit = max_lengths(s_len, 1.0, 2)
     for fn, kw in ((greedy, {}), (beam_search, {"beam": 3})):
@@ -151,30 +157,3 @@ def test_beam_shares_per_sentence_state(att, monkeypatch):
     assert [[t for t, _ in h] for h in fast] == [[t for t, _ in h] for h in slow]
     for x, y in zip(fast, slow):
         assert [s for _, s in x] == pytest.approx([s for _, s in y], abs=1e-5)
-
-
-@pytest.mark.parametrize("width", [8000, 8003, 100])
-def test_row_topk_values_equal_torch_topk(width):
-    g = torch.Generator().manual_seed(width)
-    x = torch.log_softmax(3 * torch.randn(37, width, generator=g), dim=1)
-    x[0, :] = -5.0  # one row all ties
-    x[1, -3:] = 0.0  # the largest values in the partial last run
-    x[2, :70] = 0.0  # more ties than k in the first two runs
-    for k in (1, 10, 20):
-        values, index = row_topk(x, k)
-        assert torch.equal(values, x.topk(k, dim=1).values)
-        assert torch.equal(x.gather(1, index), values)
-        assert all(len(set(r)) == k for r in index.tolist())  # k distinct columns
-
-
-@pytest.mark.parametrize("width", [8000, 8003, 257, 100])
-def test_row_argmax_is_torch_argmax_ties_included(width):
-    """The first maximum of each row, as x.argmax(dim=1), whether it lies in a
-    full run of columns or after the last one, with many ties."""
-    g = torch.Generator().manual_seed(width)
-    x = torch.randint(0, 30, (41, width), generator=g).float()  # ties everywhere
-    x[0, :] = 1.0  # one row all equal: column 0
-    x[1, -1] = 99.0  # the maximum in the partial last run
-    x[2, -1] = x[2, :-1].max()  # tied with an earlier one: the earlier wins
-    x[3, 70] = x[3, 200 % width] = 99.0  # two equal maxima in different runs
-    assert torch.equal(row_argmax(x), x.argmax(dim=1))

@@ -69,13 +69,13 @@ def test_bf16_decoding_runs_under_autocast_and_mostly_agrees(trained, monkeypatc
     fp32 = Translator.load(d, beam=3, device="cpu").translate(SENTS * 4)
     bf16 = Translator.load(d, beam=3, precision="bf16", device="cpu")
     seen = []
-    inner = bf16.model.decoder.step
+    inner = bf16.stepper.step
 
-    def step(prev, state, out=None):
+    def step(prev, state):
         seen.append(torch.is_autocast_enabled("cpu"))
-        return inner(prev, state, out)
+        return inner(prev, state)
 
-    monkeypatch.setattr(bf16.model.decoder, "step", step)
+    monkeypatch.setattr(bf16.stepper, "step", step)
     out = bf16.translate(SENTS * 4)
     assert seen and all(seen)
     assert len(out) == len(SENTS) * 4 and out[1] == ""

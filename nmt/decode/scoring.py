@@ -24,8 +24,9 @@ def score_pairs(
     """(summed log-probability, target tokens including EOS) per pair, in order."""
     if len(src) != len(tgt):
         raise NmtError(f"source has {len(src)} lines but target has {len(tgt)}")
-    if not hasattr(tr.model, "logits"):
+    if len(tr.models) > 1:
         raise NmtError("nmt score takes one model directory, not an ensemble")
+    model = tr.models[0]
     s_ids, t_ids = tr.tokenizer.encode_src(src), tr.tokenizer.encode_tgt(tgt)
     s_len = np.array([len(s) for s in s_ids])
     t_len = np.array([len(t) for t in t_ids])
@@ -36,7 +37,7 @@ def score_pairs(
         b = collate([s_ids[r] for r in rows], [t_ids[r] for r in rows], rev).to(
             tr.device
         )
-        logp = F.log_softmax(tr.model.logits(b).float(), dim=-1)
+        logp = F.log_softmax(model.logits(b).float(), dim=-1)
         gold = b.tgt_out[b.tgt_out != PAD]
         tok_lp = logp.gather(1, gold.unsqueeze(1)).squeeze(1).cpu()
         counts = (b.tgt_out != PAD).sum(dim=1).tolist()

@@ -1,21 +1,50 @@
-"""Greedy and beam search over `Decoder.step`, batched, dropping finished sentences.
+"""Greedy and beam search over a `Stepper`, batched, dropping finished sentences.
 
-Both take the encoded batch and a per-sentence maximum output length, and return
-for each sentence a list of (token ids without EOS, score) best first. Scores are
-summed log-probabilities; beam search divides by the GNMT length penalty
-lp(n) = ((5 + n) / 6) ** alpha, n counting the EOS.
+Both take a stepper, a source batch and a per-sentence maximum output length, and
+return for each sentence a list of (token ids without EOS, score) best first.
+Scores are summed log-probabilities; beam search divides by the GNMT length
+penalty lp(n) = ((5 + n) / 6) ** alpha, n counting the EOS.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
-from nmt.model.seq2seq import Seq2Seq
+from nmt.decode.fast import row_topk
 from nmt.vocab import BOS, EOS
 
 Hyps = list[list[tuple[list[int], float]]]
+
+
+class StepState(Protocol):
+    def reorder(
+        self,
+        index: torch.Tensor,
+        sentences: torch.Tensor | None = None,
+        width: int = 1,
+    ) -> StepState:
+        """The state of hypotheses `index` (`width` per sentence) of sentences
+        `sentences` (None: the same, in place); see DecoderState.reorder."""
+        ...
+
+
+class Stepper(Protocol):
+    """What the searches decode with: a model (`Seq2Seq`, the plain maths), its
+    `FastStepper` (nmt/decode/fast.py) or an `Ensemble` of steppers."""
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> StepState:
+        """src [N, S] ids, src_len [N] (CPU) -> the state before the first word."""
+        ...
+
+    def step(
+        self, prev: torch.Tensor, state: StepState
+    ) -> tuple[torch.Tensor, StepState]:
+        """prev [M] ids -> log-probabilities [M, V] (float32), next state. The
+        log-probabilities need only stay valid until the next step."""
+        ...
 
 
 def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
@@ -27,52 +56,9 @@ def _penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def row_topk(
-    x: torch.Tensor, k: int, chunk: int = 64
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`x.topk(k, dim=1)` for rows much wider than k: the same values (on ties the
-    indices may differ), faster on CPU, where a maximum over each run of `chunk`
-    columns is cheap and torch.topk is not. The k runs with the largest maxima
-    hold the k largest values, so only their k * chunk columns are ranked."""
-    n, v = x.shape
-    runs = v // chunk
-    if x.device.type != "cpu" or runs < 4 * k:
-        return x.topk(k, dim=1)
-    main = runs * chunk
-    best = x[:, :main].view(n, runs, chunk).amax(dim=2).topk(k, dim=1).indices
-    step = torch.arange(chunk, device=x.device)
-    cols = (best.unsqueeze(2) * chunk + step).view(n, k * chunk)
-    if main < v:  # the columns after the last full run are always candidates
-        rest = torch.arange(main, v, device=x.device).expand(n, -1)
-        cols = torch.cat([cols, rest], dim=1)
-    values, j = x.gather(1, cols).topk(k, dim=1)
-    return values, cols.gather(1, j)
-
-
-def row_argmax(x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """`x.argmax(dim=1)` (each row's first maximum), faster on CPU for wide
-    rows, where torch's argmax is not vectorised but its amax is ([400, 8000] on
-    2 threads: 4 ms against 0.2 ms). The first run of `chunk` columns that holds
-    the row's maximum is found from the runs' maxima, and the argmax is taken
-    within it (0.9 ms in all)."""
-    n, v = x.shape
-    runs = v // chunk
-    if x.device.type != "cpu" or runs < 4:
-        return x.argmax(dim=1)
-    main = runs * chunk
-    run = x[:, :main].view(n, runs, chunk).amax(dim=2).argmax(dim=1)
-    cols = run.unsqueeze(1) * chunk + torch.arange(chunk, device=x.device)
-    best = cols.gather(1, x.gather(1, cols).argmax(dim=1, keepdim=True)).squeeze(1)
-    if main < v:  # the columns after the last full run win only if strictly larger
-        value, j = x[:, main:].max(dim=1)
-        later = value > x.gather(1, best.unsqueeze(1)).squeeze(1)
-        best = torch.where(later, j + main, best)
-    return best
-
-
 @torch.no_grad()
 def greedy(
-    model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
+    model: Stepper, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
 ) -> Hyps:
     state = model.encode(src, src_len)
     n = src.size(0)
@@ -83,13 +69,9 @@ def greedy(
     score = torch.zeros(n, device=dev)
     tokens = torch.zeros(n, int(max_len.max()), dtype=torch.long, device=dev)
     length = torch.zeros(n, dtype=torch.long, device=dev)
-    buf = None  # the steps' [rows, V] scores, one buffer for the whole batch
     for t in range(int(max_len.max())):
-        out = None if buf is None else buf[: prev.size(0)]
-        logp, state = model.decoder.step(prev, state, out)
-        if buf is None:
-            buf = torch.empty_like(logp)
-        tok = row_argmax(logp)
+        logp, state = model.step(prev, state)
+        tok = logp.argmax(dim=-1)  # the first maximum, on ties
         tok = torch.where(limit[alive] <= t + 1, torch.full_like(tok, EOS), tok)
         best = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
         score[alive] += best
@@ -108,7 +90,7 @@ def greedy(
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq,
+    model: Stepper,
     src: torch.Tensor,
     src_len: torch.Tensor,
     max_len: torch.Tensor,
@@ -141,12 +123,8 @@ def beam_search(
     exact = stop == "exact"
     fin_top = torch.full((n, nbest), -math.inf, device=dev)  # best finished, sorted
     finished: list[list[tuple[list[int], float]]] = [[] for _ in range(n)]
-    buf = None  # the steps' [rows, V] scores, one buffer for the whole batch
     for t in range(int(max_len.max())):
-        out = None if buf is None else buf[: prev.size(0)]
-        logp, state = model.decoder.step(prev, state, out)  # [m * w, V]
-        if buf is None:
-            buf = logp.new_empty(n * k, logp.size(1))
+        logp, state = model.step(prev, state)  # [m * w, V]
         m, w = scores.shape
         # The global top 2K of score + logp is among each row's own top 2K, so
         # rank those [m * w, 2K] instead of all m * w * V candidates.

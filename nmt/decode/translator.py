@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,9 @@ from nmt.checkpoint import load_checkpoint, load_weights
 from nmt.config import Config, DecodeConfig, load_model_config, override
 from nmt.data.batching import make_batches
 from nmt.data.tokenizer import Tokenizer
-from nmt.decode.search import Hyps, beam_search, greedy, max_lengths
+from nmt.decode.ensemble import Ensemble
+from nmt.decode.fast import FastStepper
+from nmt.decode.search import Hyps, Stepper, beam_search, greedy, max_lengths
 from nmt.errors import NmtError
 from nmt.hardware import pick_device, require_native_bf16
 from nmt.model.batch import source_tensor
@@ -22,8 +24,20 @@ from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.vocab import BOS
 
 
-def translate_ids(
-    model: Seq2Seq,
+def translate_ids(model: Seq2Seq, src: list[list[int]], *args, **kwargs) -> Hyps:
+    """`decode_ids` (the same further arguments) with one model as its weights
+    are now, e.g. validation during training: in eval mode, through a
+    FastStepper built for this call."""
+    was_training = model.training
+    model.eval()
+    try:
+        return decode_ids(FastStepper(model), src, *args, **kwargs)
+    finally:
+        model.train(was_training)
+
+
+def decode_ids(
+    stepper: Stepper,
     src: list[list[int]],
     decode: DecodeConfig,
     reverse: bool,
@@ -45,13 +59,11 @@ def translate_ids(
     if not real:
         return out
     lens = np.array([len(src[i]) for i in real])
-    was_training = model.training
-    model.eval()
     bf16 = decode.precision == "bf16"
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
-    # Every step multiplies [rows, R] x [R, V] and ranks [rows, V]: about 800 rows
-    # keep the products efficient and the score tensors in reused memory (Multi30k
-    # test2016, beam 5: 11.2 -> 9.0 s against batches of batch_tokens / beam).
+    # Every step multiplies [rows, R] x [R, V] and ranks [rows, V]: capping the
+    # rows (hypotheses) rather than the sentences keeps the products efficient
+    # and the score tensors small enough to reuse (BENCHMARKS.md).
     width = 1 if beam == 1 and nbest == 1 else beam
     per_batch = max(1, decode.batch_rows // width)
     for idx in make_batches(lens, lens, decode.batch_tokens, max_sentences=per_batch):
@@ -61,10 +73,10 @@ def translate_ids(
         s = s.to(device)
         with autocast:
             if beam == 1 and nbest == 1:
-                hyps = greedy(model, s, s_len, limit)
+                hyps = greedy(stepper, s, s_len, limit)
             else:
                 hyps = beam_search(
-                    model,
+                    stepper,
                     s,
                     s_len,
                     limit,
@@ -77,7 +89,6 @@ def translate_ids(
             out[r] = h
         if progress:
             progress(len(rows))
-    model.train(was_training)
     return out
 
 
@@ -100,10 +111,23 @@ def load_model(model_dir: Path, checkpoint: str, device: torch.device):
 class Translator:
     """`Translator.load(model_dir).translate(["ein Satz ."])` -> ["a sentence ."]."""
 
-    model: Seq2Seq  # or an Ensemble of them
+    models: list[Seq2Seq]  # one, or the members of an ensemble (in eval mode)
     tokenizer: Tokenizer
     config: Config
     device: torch.device
+    # what the searches decode with: FastStepper(s), made once here
+    stepper: Stepper = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        steppers = [FastStepper(m) for m in self.models]
+        self.stepper = steppers[0] if len(steppers) == 1 else Ensemble(steppers)
+
+    @property
+    def model(self) -> Seq2Seq:
+        """The one model; an NmtError for an ensemble (see `models`)."""
+        if len(self.models) > 1:
+            raise NmtError("this takes one model directory, not an ensemble")
+        return self.models[0]
 
     @property
     def beam(self) -> int:
@@ -133,7 +157,7 @@ class Translator:
         ]
         dev = pick_device(device)
         loaded = [load_model(d, checkpoint, dev) for d in dirs]
-        model, cfg, tok = loaded[0]
+        _, cfg, tok = loaded[0]
         for d, (_, c, t) in zip(dirs[1:], loaded[1:]):
             if t.tgt_model.read_bytes() != tok.tgt_model.read_bytes():
                 raise NmtError(
@@ -148,10 +172,6 @@ class Translator:
                     f"{d} reads its source differently from {dirs[0]} "
                     "(source vocabulary or data.reverse_source)"
                 )
-        if len(loaded) > 1:
-            from nmt.decode.ensemble import Ensemble
-
-            model = Ensemble([m for m, _, _ in loaded])
         override(
             cfg.decode,
             "decode",
@@ -170,7 +190,7 @@ class Translator:
                 f"beam {cfg.decode.beam} is wider than the target vocabulary "
                 f"({tok.tgt_vocab_size} pieces); use a smaller --beam"
             )
-        return cls(model, tok, cfg, dev)
+        return cls([m for m, _, _ in loaded], tok, cfg, dev)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         """Whole lines, however long: data.max_len filters training pairs only. An
@@ -178,19 +198,17 @@ class Translator:
         longer than that is a batch of its own."""
         return self.tokenizer.encode_src(list(lines))
 
+    def _decode(self, ids: list[list[int]], nbest: int = 1, progress=None) -> Hyps:
+        cfg = self.config
+        return decode_ids(
+            self.stepper, ids, cfg.decode, cfg.data.reverse_source, self.device,
+            self.beam, nbest, progress,
+        )  # fmt: skip
+
     def translate_nbest(
         self, lines: list[str], progress=None
     ) -> list[list[tuple[str, float]]]:
-        hyps = translate_ids(
-            self.model,
-            self._encode(lines),
-            self.config.decode,
-            self.config.data.reverse_source,
-            self.device,
-            self.beam,
-            self.nbest,
-            progress,
-        )
+        hyps = self._decode(self._encode(lines), self.nbest, progress)
         out = []
         for h in hyps:
             texts = self.tokenizer.decode_tgt([ids for ids, _ in h])
@@ -199,7 +217,7 @@ class Translator:
 
     def attention_model(self) -> Seq2Seq:
         """The (first) model, if it has attention; an NmtError otherwise."""
-        model = getattr(self.model, "models", [self.model])[0]
+        model = self.models[0]
         if model.decoder.attn is None:
             raise NmtError(
                 "attention plots need a model with attention "
@@ -216,14 +234,7 @@ class Translator:
         """
         model = self.attention_model()
         ids = self._encode(lines)
-        hyps = translate_ids(
-            self.model,
-            ids,
-            self.config.decode,
-            self.config.data.reverse_source,
-            self.device,
-            self.beam,
-        )
+        hyps = self._decode(ids)
         out = []
         for src, h in zip(ids, hyps):
             reverse = self.config.data.reverse_source
@@ -232,8 +243,8 @@ class Translator:
             with torch.no_grad():
                 state = model.encode(s.to(self.device), s_len)
                 rows = []
-                for prev in [BOS, *tgt]:
-                    _, state = model.decoder.step(
+                for prev in [BOS, *tgt]:  # the plain step: a few sentences
+                    _, state = model.step(
                         torch.tensor([prev], device=self.device), state
                     )
                     rows.append(state.weights[0].float().cpu().numpy())
@@ -271,11 +282,8 @@ class Translator:
 
 
 def _one_line(text: str) -> str:
-    return (
-        " ".join(text.split())
-        if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029")
-        else text
-    )
+    breaks = "\r\n\x0b\x0c\x85\u2028\u2029"  # line and paragraph breaks
+    return " ".join(text.split()) if any(c in text for c in breaks) else text
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:

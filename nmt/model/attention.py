@@ -65,3 +65,21 @@ class Attention(nn.Module):
         if one:
             return context.squeeze(1), weights.squeeze(1)
         return context, weights
+
+    def hypotheses(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        memory: torch.Tensor,
+        mask: torch.Tensor,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoding step for N sentences of `width` hypotheses each: query
+        [N * width, Q] -> context [N * width, M], weights [N * width, S]. A
+        sentence's hypotheses attend together, as the steps of one query, so its
+        keys and memory [N, S, *] are not copied per hypothesis."""
+        if width == 1:
+            return self(query, keys, memory, mask)
+        q = query.view(-1, width, query.size(1))
+        a, weights = self(q, keys, memory, mask)
+        return a.reshape(query.size(0), -1), weights.reshape(query.size(0), -1)

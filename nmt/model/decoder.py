@@ -1,9 +1,24 @@
-"""The decoder: one step API (`step`, `DecoderState.reorder`) shared by the searches,
-and teacher-forced training (one fused RNN call when no recurrence runs through
-attention, a step loop otherwise). See nmt/model.py for the whole picture."""
+"""The decoder, its maths written once for teacher-forced training and decoding.
+
+    x_t = [e_{t-1}; c (Cho); a_t (Bahdanau); r_{t-1} (input feeding)]
+    h_t = GRU/LSTM(x_t, h_{t-1})              deep: layer k > 0 reads layer k - 1
+    a_t = attend(h_t) (Luong)  or  attend(h_{t-1}) (Bahdanau: a_t enters x_t)
+    r_t = tanh(A h_t + B e_{t-1} + C c + D a_t)     B, C: Cho only; D: attention
+    p(y_t | y_<t, x) = softmax(W r_t + b)
+
+`advance` is one step of this recurrence: decoding (`step`) and teacher-forced
+training (`forward`) with Bahdanau attention or input feeding call it. Where no
+recurrence runs through attention, training gets h_t for all t from one fused
+nn.GRU / nn.LSTM call and runs attention and the readout over all positions at
+once (tests/test_model.py: the same log-probabilities). Constant shares of the
+gates and readout (bias, W_c c, C c) are computed once per batch (`start`); the
+`products` go through a `Linear`, so that nmt/decode/fast.py runs this same
+recurrence with packed weights.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -11,9 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt.model.attention import Attention
-from nmt.model.dropout import Dropout
-from nmt.model.packed import Packed
+from nmt.model.cells import gru_cell, lstm_cell
+from nmt.model.fast import Dropout
 from nmt.vocab import PAD
+
+# (one of Decoder.products(), x [M, in]) -> x W^T + b [M, out]
+Linear = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -29,9 +47,8 @@ class DecoderState:
     context: torch.Tensor  # [N, C]
     memory: torch.Tensor | None = None  # [N, S, M] encoder outputs (attention)
     mask: torch.Tensor | None = None  # [N, S] True on real source tokens
-    # Computed once per batch by the decoder (`Decoder.start`): the constant share
-    # of the first layer's input gates (bias, and W c for Cho conditioning), of the
-    # readout (C c), and the attention keys.
+    # The per-batch constants (`Decoder.start`): the first layer's input gates'
+    # constant share (bias, and W_c c for Cho), the readout's (C c), the keys.
     gates: torch.Tensor | None = None  # [N, G * H]
     read: torch.Tensor | None = None  # [N, R]
     keys: torch.Tensor | None = None  # [N, S, K]
@@ -68,18 +85,6 @@ class DecoderState:
 
 PER_HYPOTHESIS = ("hidden", "cell", "feed", "weights")  # the rest: per sentence
 
-TABLE_BYTES = 256 * 2**20  # largest per-word tables `Decoder.tables` builds
-
-
-@dataclass
-class DecodeTables:
-    """Per-word constants for decoding (see `Decoder.tables`)."""
-
-    key: tuple  # identity and version of the weights they were made from
-    gates: torch.Tensor | None  # [V, G * H] W_e e for every target word e
-    read: torch.Tensor | None  # [V, R] B e (Cho readout), else None
-    linear: dict[str, Packed]  # the per-step products, packed (see `_mm`)
-
 
 def per_sentence(x: torch.Tensor, y: torch.Tensor, width: int) -> torch.Tensor:
     """x [N * width, D] + y [N, D]: each row of y added to its sentence's rows."""
@@ -114,7 +119,6 @@ class Decoder(nn.Module):
         self.loop = self.bahdanau or self.feeding
         self.embed = nn.Embedding(vocab, embed_dim, padding_idx=PAD)
         self.dropout = Dropout(dropout)
-        rnn = nn.LSTM if self.lstm else nn.GRU
         # first-layer input columns: [e | c (cho) | a (bahdanau) | r_{t-1} (feeding)]
         self.widths = (
             embed_dim,
@@ -122,7 +126,7 @@ class Decoder(nn.Module):
             memory_dim if self.bahdanau else 0,
             readout if self.feeding else 0,
         )
-        self.rnn = rnn(
+        self.rnn = (nn.LSTM if self.lstm else nn.GRU)(
             sum(self.widths),
             hidden,
             layers,
@@ -136,12 +140,32 @@ class Decoder(nn.Module):
         if attention is not None:
             self.read_a = nn.Linear(memory_dim, readout, bias=False)
         self.out = nn.Linear(readout, vocab)
-        self._tables: DecodeTables | None = None
 
-    def _w_in(self, part: int) -> torch.Tensor:
+    def w_in(self, part: int) -> torch.Tensor:
         """The first layer's input weights for one column block of `widths`."""
         lo = sum(self.widths[:part])
         return self.rnn.weight_ih_l0[:, lo : lo + self.widths[part]]
+
+    def products(self) -> list[str]:
+        """The per-step products that go through a `Linear`: all but attention's
+        own and the first layer's input products (slices of its weights)."""
+        names = ["out", "read_h"] + (["read_a"] if self.attn is not None else [])
+        for k in range(self.rnn.num_layers):
+            names += [f"hh{k}"] + ([f"ih{k}"] if k > 0 else [])
+        return names
+
+    def product(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight [out, in] and bias [out] (or None) of one of `products`."""
+        if name in ("out", "read_h", "read_a"):
+            layer = getattr(self, name)
+            return layer.weight, layer.bias
+        kind, k = name[:2], name[2:]  # hh<k> or ih<k>: the RNN's layer k
+        rnn = self.rnn
+        return getattr(rnn, f"weight_{kind}_l{k}"), getattr(rnn, f"bias_{kind}_l{k}")
+
+    def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The plain `Linear`: F.linear with the product's own parameters."""
+        return F.linear(x, *self.product(name))
 
     def start(self, state: DecoderState, gates: bool = True) -> DecoderState:
         """Compute the per-batch constants (see DecoderState) once; `gates=False`
@@ -151,81 +175,106 @@ class Decoder(nn.Module):
         read = None
         if self.cho:
             if gates:
-                g = torch.addmm(g, state.context, self._w_in(1).t())
+                g = torch.addmm(g, state.context, self.w_in(1).t())
             read = self.read_c(state.context)
-        keys = feed = None
-        if self.attn is not None:
-            keys = self.attn.keys(state.memory)
+        keys = None if self.attn is None else self.attn.keys(state.memory)
+        feed = None  # r_0 = 0 with input feeding
         if self.feeding:
             feed = state.context.new_zeros(n, self.read_h.out_features)
         return replace(state, gates=g, read=read, keys=keys, feed=feed)
 
-    def _readout(
-        self, h, be, read, a, width: int = 1, tab: DecodeTables | None = None
-    ) -> torch.Tensor:
-        """tanh(A h + B e + C c + D a): h, a [M, *], be = B e [M, R] (None unless
-        Cho) and read = C c [M / width, R]."""
-        r = self._mm(tab, "read_h", self.dropout(h))
-        if self.cho:
-            r = per_sentence(r + be, read, width)
-        if a is not None:
-            r = r + self._mm(tab, "read_a", a)
-        return torch.tanh(r)
+    def inputs(
+        self, prev: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """prev [M] token ids -> their shares of the first layer's input gates,
+        W_e e + `gates` [M, G * H], and of the readout, B e [M, R] (None unless
+        Cho)."""
+        e = self.dropout(self.embed(prev))
+        if state.width == 1:
+            gi = torch.addmm(state.gates, e, self.w_in(0).t())
+        else:
+            gi = per_sentence(e @ self.w_in(0).t(), state.gates, state.width)
+        return gi, self.read_e(e) if self.cho else None
 
-    def _linears(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        """The weights and biases, by name, of the per-step products that decoding
-        packs: all but attention's own and, with Bahdanau attention or input
-        feeding, the first layer's product with a_t or r_{t-1} (a slice of its
-        input weights, left to `addmm`)."""
-        names = ["out", "read_h"] + (["read_a"] if self.attn is not None else [])
+    def advance(
+        self,
+        gi: torch.Tensor,
+        be: torch.Tensor | None,
+        state: DecoderState,
+        linear: Linear | None = None,
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """One step of the recurrence for the M = N * width hypotheses, from gi
+        [M, G * H] and be [M, R] (see `inputs`): the readout r_t [M, R] and the
+        new state. `linear` runs the `products` (default: `self.linear`)."""
+        linear = linear or self.linear
+        a = weights = None
+        attending = state.keys, state.memory, state.mask, state.width
+        if self.bahdanau:  # attend with the previous top-layer state
+            a, weights = self.attn.hypotheses(state.hidden[-1], *attending)
+            gi = torch.addmm(gi, a, self.w_in(2).t())
+        if self.feeding:
+            gi = torch.addmm(gi, self.dropout(state.feed), self.w_in(3).t())
+        x, hs, cs = None, [], []
         for k in range(self.rnn.num_layers):
-            names += [f"hh{k}"] + ([f"ih{k}"] if k > 0 else [])
-        return {name: self._linear(name) for name in names}
-
-    def _linear(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One entry of `_linears`."""
-        if name == "out":
-            return self.out.weight, self.out.bias
-        if name == "read_h":
-            return self.read_h.weight, self.read_h.bias
-        if name == "read_a":
-            return self.read_a.weight, None
-        kind, k = name[:2], name[2:]  # hh<k> or ih<k>: the RNN's layer k
-        return getattr(self.rnn, f"weight_{kind}_l{k}"), getattr(
-            self.rnn, f"bias_{kind}_l{k}"
+            if k > 0:
+                gi = linear(f"ih{k}", self.dropout(x))
+            gh = linear(f"hh{k}", state.hidden[k])
+            if self.lstm:
+                x, c = lstm_cell(gi, gh, state.cell[k])
+                cs.append(c)
+            else:
+                x = gru_cell(gi, gh, state.hidden[k])
+            hs.append(x)
+        if self.attn is not None and not self.bahdanau:  # Luong: attend with h_t
+            a, weights = self.attn.hypotheses(x, *attending)
+        r = self._readout(x, be, state.read, a, state.width, linear)
+        return r, replace(
+            state,
+            hidden=torch.stack(hs),
+            cell=torch.stack(cs) if self.lstm else None,
+            feed=r if self.feeding else None,
+            weights=weights,
         )
 
-    def _mm(self, tab: DecodeTables | None, name: str, x: torch.Tensor):
-        """The product `name` of `_linears` applied to x: packed when decoding."""
-        if tab is not None:
-            return tab.linear[name](x)
-        return F.linear(x, *self._linear(name))
+    def step(
+        self, prev: torch.Tensor, state: DecoderState
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """prev [N * width] token ids -> log-probabilities [N * width, V]
+        (float32) and the next state; with dropout off the numbers of `forward`."""
+        if state.gates is None:
+            state = self.start(state)
+        r, state = self.advance(*self.inputs(prev, state), state)
+        logits = self.out(self.dropout(r))
+        return F.log_softmax(logits.float(), dim=-1), state
 
     def forward(
         self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Teacher forcing. tgt_in [B, T], mask [B, T] -> logits [n_real, V]."""
-        return self.out(self.features(tgt_in, state, mask))
-
-    def features(
-        self, tgt_in: torch.Tensor, state: DecoderState, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Teacher forcing up to the output layer: the (dropped-out) readouts
-        [n_real, R] of the real target positions, row-major in tgt_in."""
+        """Teacher forcing: tgt_in [B, T] (BOS + target ids), mask [B, T] (True on
+        real positions) -> the (dropped-out) readouts r_t [n_real, R] of the real
+        positions, row-major in tgt_in: only those reach the output layer."""
         e = self.dropout(self.embed(tgt_in))
-        state = self.start(state, gates=self.loop)
-        rows = mask.nonzero(as_tuple=True)  # only real positions reach the vocabulary
+        rows = mask.nonzero(as_tuple=True)
         if self.loop:
-            gi = (e @ self._w_in(0).t()) + state.gates.unsqueeze(1)  # all steps at once
-            be = self.read_e(e) if self.cho else None
-            outs = []
-            for t in range(tgt_in.size(1)):
-                r, state = self._advance(
-                    None if be is None else be[:, t], gi[:, t], state
-                )
-                outs.append(r)
-            r = torch.stack(outs, dim=1)[rows]
-            return self.dropout(r)
+            r = self._looped(e, self.start(state))[rows]
+        else:
+            r = self._fused(e, self.start(state, gates=False), rows)
+        return self.dropout(r)
+
+    def _looped(self, e: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """`advance` over the T positions of e [B, T, E] -> readouts [B, T, R];
+        the previous words' shares computed for all positions up front."""
+        gi = (e @ self.w_in(0).t()) + state.gates.unsqueeze(1)
+        be = self.read_e(e) if self.cho else None
+        outs = []
+        for t in range(e.size(1)):
+            r, state = self.advance(gi[:, t], None if be is None else be[:, t], state)
+            outs.append(r)
+        return torch.stack(outs, dim=1)
+
+    def _fused(self, e: torch.Tensor, state: DecoderState, rows) -> torch.Tensor:
+        """One nn.GRU / nn.LSTM call over e [B, T, E] (and c, for Cho), then
+        attention and the readout at the real positions `rows` -> [n_real, R]."""
         x = e
         if self.cho:
             x = torch.cat([e, state.context.unsqueeze(1).expand(-1, e.size(1), -1)], -1)
@@ -237,142 +286,14 @@ class Decoder(nn.Module):
             a = a[rows]
         read = None if state.read is None else state.read[rows[0]]
         be = self.read_e(e[rows]) if self.cho else None
-        r = self._readout(h[rows], be, read, a)
-        return self.dropout(r)
+        return self._readout(h[rows], be, read, a, 1, self.linear)
 
-    def _attend(
-        self, query: torch.Tensor, state: DecoderState
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """query [N * width, Q] -> context [N * width, M], weights [N * width, S]:
-        a sentence's hypotheses attend together, as the steps of one query."""
-        w = state.width
-        if w == 1:
-            return self.attn(query, state.keys, state.memory, state.mask)
-        q = query.view(-1, w, query.size(1))
-        a, weights = self.attn(q, state.keys, state.memory, state.mask)
-        return a.reshape(query.size(0), -1), weights.reshape(query.size(0), -1)
-
-    def _advance(
-        self,
-        be: torch.Tensor | None,
-        gi: torch.Tensor,
-        state: DecoderState,
-        tab: DecodeTables | None = None,
-    ) -> tuple[torch.Tensor, DecoderState]:
-        """One step of the (deep) cell for the M = N * width hypotheses: be [M, R]
-        the previous words' share of the readout (B e; None unless Cho) and gi
-        [M, G * H] their share of the first layer's input gates plus `gates`.
-        Returns the readout r_t [M, R] and the new state; `tab` when decoding."""
-        a = weights = None
-        if self.bahdanau:  # attend with the previous top-layer state
-            a, weights = self._attend(state.hidden[-1], state)
-            gi = torch.addmm(gi, a, self._w_in(2).t())
-        if self.feeding:
-            gi = torch.addmm(gi, self.dropout(state.feed), self._w_in(3).t())
-        x, hs, cs = None, [], []
-        for k in range(self.rnn.num_layers):
-            if k > 0:
-                gi = self._mm(tab, f"ih{k}", self.dropout(x))
-            gh = self._mm(tab, f"hh{k}", state.hidden[k])
-            if self.lstm:
-                i, f, g, o = (gi + gh).chunk(4, dim=1)
-                c = torch.sigmoid(f) * state.cell[k] + torch.sigmoid(i) * torch.tanh(g)
-                x = torch.sigmoid(o) * torch.tanh(c)
-                cs.append(c)
-            else:
-                i_r, i_z, i_n = gi.chunk(3, dim=1)
-                h_r, h_z, h_n = gh.chunk(3, dim=1)
-                r = torch.sigmoid(i_r + h_r)
-                z = torch.sigmoid(i_z + h_z)
-                n = torch.tanh(i_n + r * h_n)
-                x = n + z * (state.hidden[k] - n)
-            hs.append(x)
-        if self.attn is not None and not self.bahdanau:  # Luong: attend with h_t
-            a, weights = self._attend(x, state)
-        r = self._readout(x, be, state.read, a, state.width, tab)
-        new = replace(
-            state,
-            hidden=torch.stack(hs),
-            cell=torch.stack(cs) if self.lstm else None,
-            feed=r if self.feeding else None,
-            weights=weights,
-        )
-        return r, new
-
-    def step(
-        self,
-        prev: torch.Tensor,
-        state: DecoderState,
-        out: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, DecoderState]:
-        """prev [N * width] token ids -> log-probabilities [N * width, V]
-        (float32), next state. With `out` (a float32 [N * width, V] buffer) the
-        log-probabilities may be written there and returned: the searches pass one
-        buffer per batch, so that steps reuse memory instead of faulting in fresh
-        pages for [rows, V] scores at every step.
-
-        The cells are written out so that the constant shares of the input gates
-        and readout are computed once per batch (`start`), and, when decoding, the
-        previous word's shares are looked up per word (`tables`) instead of being
-        multiplied at every step; with dropout off the result equals the fused
-        `forward`.
-        """
-        if state.gates is None:
-            state = self.start(state)
-        w = state.width
-        tab = self.tables()
-        if tab is not None and tab.gates is not None:
-            gi = per_sentence(tab.gates.index_select(0, prev), state.gates, w)
-            be = None if tab.read is None else tab.read.index_select(0, prev)
-        else:
-            e = self.dropout(self.embed(prev))
-            if w == 1:
-                gi = torch.addmm(state.gates, e, self._w_in(0).t())
-            else:
-                gi = per_sentence(e @ self._w_in(0).t(), state.gates, w)
-            be = self.read_e(e) if self.cho else None
-        r, state = self._advance(be, gi, state, tab)
-        if tab is None:
-            logits = self.out(self.dropout(r))
-            return F.log_softmax(logits.float(), dim=-1), state
-        logits = tab.linear["out"](r)
-        if out is None or logits.dtype != out.dtype:
-            return F.log_softmax(logits.float(), dim=-1), state
-        return torch.log_softmax(logits, dim=-1, out=out), state
-
-    def tables(self) -> DecodeTables | None:
-        """The constants of decoding, made once per set of weights (they are
-        remade after any in-place update, such as an optimizer step); None while
-        gradients or dropout are on.
-
-        * Each target word's share of the first layer's input gates (W_e e) and of
-          the readout (B e): a lookup of [M, G * H] rows replaces an [M, E] x
-          [E, G * H] product per step (Multi30k test2016 on 2 CPU threads: greedy
-          12% and beam 5 6% faster). None when they would exceed TABLE_BYTES
-          (large vocabularies).
-        * The weights of the per-step products packed for oneDNN (nmt/packed.py;
-          on the peers' models greedy 5-15% and beam 5 10-17% faster).
-        """
-        if torch.is_grad_enabled() or (self.training and self.dropout.p > 0):
-            return None
-        linears = self._linears()
-        params = [self.embed.weight, self.rnn.weight_ih_l0]
-        params += [p for w, b in linears.values() for p in (w, b) if p is not None]
+    def _readout(self, h, be, read, a, width: int, linear: Linear) -> torch.Tensor:
+        """r = tanh(A h + B e + C c + D a) for h [M, H] and a [M, A] (or None),
+        be = B e [M, R] (None unless Cho) and read = C c [M / width, R]."""
+        r = linear("read_h", self.dropout(h))
         if self.cho:
-            params.append(self.read_e.weight)
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-        if self._tables is not None and self._tables.key == key:
-            return self._tables
-        vocab = self.embed.num_embeddings
-        width = self.rnn.weight_ih_l0.size(0) + 2 * self.read_h.out_features
-        small = vocab * width * self.embed.weight.element_size() <= TABLE_BYTES
-        self._tables = None  # free the old ones first
-        with torch.autocast(self.embed.weight.device.type, enabled=False):
-            e = self.embed.weight
-            self._tables = DecodeTables(
-                key,
-                e @ self._w_in(0).t() if small else None,
-                self.read_e(e) if self.cho and small else None,
-                {name: Packed(w, b) for name, (w, b) in linears.items()},
-            )
-        return self._tables
+            r = per_sentence(r + be, read, width)
+        if a is not None:
+            r = r + linear("read_a", a)
+        return torch.tanh(r)
