@@ -18,11 +18,9 @@ import time
 import torch
 
 from nmt.decode.translator import Translator
-from nmt.malloc import from_environment
 
 
 def main() -> None:
-    from_environment()  # as the nmt command does (nmt/malloc.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
     ap.add_argument("source", help="source file, plain or .gz")

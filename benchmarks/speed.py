@@ -24,7 +24,6 @@ from nmt.config import load_config
 from nmt.data.batching import make_batches
 from nmt.data.corpus import prepare
 from nmt.decode.translator import Translator
-from nmt.malloc import from_environment
 from nmt.metrics import bleu
 from nmt.train.loop import Trainer
 
@@ -59,7 +58,6 @@ def translate_speed(model_dir, corpus, beam: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from_environment()  # as the nmt command does (nmt/malloc.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("recipe")
     ap.add_argument("--set", dest="overrides", action="append")

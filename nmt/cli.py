@@ -12,7 +12,6 @@ from pathlib import Path
 
 from nmt.errors import NmtError, StopRequested
 from nmt.files import check_output, count_lines, output_file, read_lines
-from nmt.malloc import from_environment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -255,7 +254,6 @@ def dispatch(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from_environment()  # NMT_REUSE_MEMORY=1: faster, more memory (nmt/malloc.py)
     try:
         dispatch(args)
     except NmtError as e:

@@ -13,9 +13,7 @@ import time
 import torch
 
 from nmt.decode.translator import Translator
-from nmt.malloc import from_environment
 
-from_environment()  # as the nmt command does
 model, beam, src, out, threads, *rest = sys.argv[1:]
 checkpoint, precision = (rest + ["best.pt", "fp32"][len(rest) :])[:2]
 torch.set_num_threads(int(threads))
