@@ -186,3 +186,14 @@ def _oserror(path) -> Iterator[None]:
         if isinstance(e, BrokenPipeError):
             raise
         raise NmtError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process pid exists (signal 0 asks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nmt.config import Config
 from nmt.errors import NmtError
+from nmt.files import process_alive
 
 LOCK = ".nmt.lock"
 # what a run must share with the checkpoint it resumes from
@@ -189,17 +190,6 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
         except OSError:
             pass
     return removed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process pid exists (signal 0 asks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError, ValueError):
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def precheck(cfg: Config, resume: bool) -> None:

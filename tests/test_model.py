@@ -172,7 +172,7 @@ def test_attention_padding_invariance(att):
         assert torch.allclose(la[0], lb[0], atol=1e-5)
 
 
-def test_input_feeding_needs_luong():
-    cfg = ModelConfig(embed_dim=8, attention="bahdanau", input_feeding=True)
+def test_input_feeding_needs_luong(make_config):
+    """A rule across keys: config.validate refuses it as the recipe loads."""
     with pytest.raises(NmtError, match="input_feeding: true needs"):
-        build_model(cfg, 30, 25)
+        make_config(model={"attention": "bahdanau", "input_feeding": True})

@@ -28,7 +28,7 @@ from nmt.data.clean import clean, encode_splits, text_column
 from nmt.data.sources import load_raw, origin, source_stamp
 from nmt.data.tokenizer import Tokenizer, train_tokenizer, write_error
 from nmt.errors import NmtError
-from nmt.workdir import process_alive
+from nmt.files import process_alive
 
 
 @dataclass

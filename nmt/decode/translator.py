@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from nmt.checkpoint import load_checkpoint, load_weights
-from nmt.config import Config, DecodeConfig, load_model_config, override
+from nmt.config import Config, DecodeConfig, load_model_config, override, validate
 from nmt.data.batching import make_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.decode.ensemble import Ensemble
@@ -183,6 +183,7 @@ class Translator:
             stop=stop,
             precision=precision,
         )
+        validate(cfg)  # the options with the recipe (e.g. --nbest <= --beam)
         if cfg.decode.precision == "bf16":
             require_native_bf16(dev, "decode.precision")
         if cfg.decode.beam > tok.tgt_vocab_size:

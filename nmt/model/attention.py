@@ -14,8 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nmt.errors import NmtError
-
 
 class Attention(nn.Module):
     def __init__(
@@ -29,11 +27,9 @@ class Attention(nn.Module):
             self.v = nn.Linear(hidden, 1, bias=False)
         elif score == "general":
             self.key = nn.Linear(memory_dim, query_dim, bias=False)
-        elif memory_dim != query_dim:
-            raise NmtError(
-                "model.attention_score: dot needs the decoder's hidden size to equal "
-                f"the encoder's output size (2 x encoder.hidden): {query_dim} != "
-                f"{memory_dim}; use general"
+        elif memory_dim != query_dim:  # config.validate refuses such a recipe
+            raise ValueError(
+                f"dot attention needs equal sizes: {query_dim}, {memory_dim}"
             )
         else:
             self.key = None

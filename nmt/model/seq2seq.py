@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from nmt.config import ModelConfig
-from nmt.errors import NmtError
 from nmt.model.attention import Attention
 from nmt.model.batch import Batch
 from nmt.model.bridge import Bridge
@@ -112,11 +111,6 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
         dec.type == "lstm",
         cho,
     )
-    if cfg.input_feeding and cfg.attention != "luong":
-        raise NmtError(
-            "model.input_feeding: true needs model.attention: luong "
-            f"(got {cfg.attention})"
-        )
     attention = None
     if cfg.attention != "none":
         attention = Attention(
@@ -128,12 +122,6 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
         )
     own_readout = dec.conditioning == "cho" or attention is not None
     readout = dec.readout if own_readout else dec.hidden
-    if cfg.tie_embeddings and readout != cfg.embed_dim:
-        raise NmtError(
-            "model.tie_embeddings needs model.decoder.readout (or decoder.hidden for "
-            "sutskever conditioning without attention) equal to model.embed_dim "
-            f"({readout} != {cfg.embed_dim})"
-        )
     decoder = Decoder(
         tgt_vocab,
         cfg.embed_dim,
