@@ -129,11 +129,7 @@ class TrainConfig:
     momentum: float = key(0.0, "sgd only", lo=0.0, hi=1.0)
     weight_decay: float = key(0.0, "L2 penalty", lo=0.0)
     schedule: str = one_of(
-        "plateau",
-        "constant",
-        "sutskever",
-        "warmup",
-        doc="the learning rate",
+        "plateau", "constant", "sutskever", "warmup", doc="the learning rate"
     )
     warmup_steps: int = key(0, "linear warmup in front of any schedule", lo=0)
     decay_factor: float = key(0.5, "plateau/sutskever: rate x this", lo=0.0, hi=1.0)
@@ -154,6 +150,7 @@ class TrainConfig:
     patience: int = key(5, "validations without BLEU gain before stopping", lo=0)
     save_every: int = key(0, "steps between checkpoints (0: at validations)", lo=0)
     keep_last: int = key(5, "numbered checkpoints kept (for nmt average)", lo=1)
+    tensorboard: bool = key(False, "also log scalars to <model>/tensorboard/")
 
 
 @dataclass

@@ -197,9 +197,10 @@ def precheck(cfg: Config, resume: bool) -> None:
     or precision this machine lacks, and a resume that cannot work."""
     from nmt.checkpoint import load_checkpoint
     from nmt.hardware import pick_device, require_native_bf16
-    from nmt.train.build import resolve_precision  # the Trainer's own check
+    from nmt.train.build import require_tensorboard, resolve_precision
 
     resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
+    require_tensorboard(cfg.train)  # the Trainer's own checks, before any data
     if cfg.decode.precision == "bf16":
         require_native_bf16(pick_device("auto"), "decode.precision")
     if resume:

@@ -8,6 +8,7 @@ parsing. Building reads and writes no files, so a refused setting costs nothing.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +23,20 @@ from nmt.hardware import pick_device, require_native_bf16
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.train.distributed import Dist, setup
 from nmt.train.schedule import Schedule
+
+
+def require_tensorboard(t: TrainConfig) -> None:
+    """Refuse (one line) `train.tensorboard: true` without the tensorboard
+    package, before anything is built or written."""
+    if not t.tensorboard:
+        return
+    try:
+        importlib.import_module("torch.utils.tensorboard")  # imports tensorboard
+    except ImportError:
+        raise NmtError(
+            "train.tensorboard: true needs the tensorboard package: "
+            'pip install "nmt[tensorboard]"'
+        ) from None
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -92,6 +107,7 @@ def build(cfg: Config, corpus: Corpus) -> TrainParts:
     (refused before the model is built), then build the model from `train.seed`,
     so the same recipe gives the same initial weights on every rank and run."""
     t = cfg.train
+    require_tensorboard(t)
     if t.threads:
         torch.set_num_threads(t.threads)
     device = pick_device(t.device)

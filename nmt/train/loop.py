@@ -63,7 +63,8 @@ class Trainer:
         self._autocast = parts.precision.autocast
         self.log = log if self.dist.main else (lambda *_: None)
         self.dir = cfg.model_dir
-        self.records = TrainLog(self.dir, self.dist.main)
+        self.records = TrainLog(self.dir, self.dist.main, cfg)
+        self._norms: list[torch.Tensor] = []  # gradient norms since the last record
         train = corpus.splits["train"]
         self.src_len: np.ndarray = train.data.column("src_len").to_numpy()
         self.tgt_len: np.ndarray = train.data.column("tgt_len").to_numpy()
@@ -136,9 +137,10 @@ class Trainer:
         self.bad_steps = 0
         self.scaler.unscale_(self.opt)
         if self.cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(
+            norm = torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(), self.cfg.train.clip_norm
             )
+            self._norms.append(norm)  # a tensor: no device sync until it is logged
         self.scaler.step(self.opt)  # skips the step if fp16 gradients overflowed
         self.scaler.update()
         self.state.tokens += int(n_global)
@@ -198,6 +200,7 @@ class Trainer:
                 self._open_run()
                 status = self._loop()
         finally:
+            self.records.close()
             for s, h in old.items():
                 signal.signal(s, h)
         self.records.plot(self.cfg.name)
@@ -255,11 +258,11 @@ class Trainer:
                 if loss is not None:
                     win_loss, win_n = win_loss + loss, win_n + 1
                 if s.step % t.log_every == 0 and win_n:
-                    rec = self.records.train(s, round(win_loss / win_n, 4), lr)
+                    rec = self.records.train(s, win_loss / win_n, lr, self._norms)
                     bar.set_postfix(
                         loss=f"{rec['loss']:.3f}", tok_s=rec["tok_s"], lr=f"{lr:.1e}"
                     )
-                    win_loss, win_n = 0.0, 0
+                    win_loss, win_n, self._norms = 0.0, 0, []
                 if s.step % t.valid_every == 0:
                     validated_at = s.step
                     if self._on_validation(bar):
