@@ -1,14 +1,28 @@
-"""Checkpoints: one self-describing dict, written atomically, loaded as data only."""
+"""Checkpoints: one self-describing dict, written atomically, loaded as data only.
+
+Inference weights (`best`, averages) are `.safetensors`: tensors and a JSON header,
+no pickle, read through a memory map; what else the dict holds (step, config,
+scores) is the header's metadata. The resume state (`last.pt`) and the numbered
+checkpoints that `nmt average` reads are torch files, loaded with
+`weights_only=True`. Model directories written before safetensors (`best.pt`)
+still load: `find` looks for both.
+"""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
 
 from nmt.errors import NmtError
 from nmt.files import atomic
+
+SAFETENSORS = ".safetensors"
+SUFFIXES = (SAFETENSORS, ".pt")
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
@@ -20,8 +34,12 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = _safetensors_bytes(obj) if path.suffix == SAFETENSORS else None
         with atomic(path) as f:
-            torch.save(obj, f)
+            if data is None:
+                torch.save(obj, f)
+            else:
+                f.write(data)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as either
         reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
         kept = " (the previous one is kept)" if path.exists() else ""
@@ -38,9 +56,12 @@ def load_checkpoint(
     if not path.is_file():
         raise NmtError(f"checkpoint not found: {path}")
     try:
-        with warnings.catch_warnings():  # a foreign pickle: our one line says it
-            warnings.simplefilter("ignore")
-            ck = torch.load(path, map_location=map_location, weights_only=True)
+        if path.suffix == SAFETENSORS:
+            ck = _from_safetensors(path, map_location)
+        else:
+            with warnings.catch_warnings():  # a foreign pickle: our one line says it
+                warnings.simplefilter("ignore")
+                ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise NmtError(
             f"{path}: not a readable checkpoint ({type(e).__name__})"
@@ -53,6 +74,57 @@ def load_checkpoint(
     if "model" in needs and not isinstance(ck["model"], dict):
         raise NmtError(f"{path}: its 'model' entry is not a set of weights")
     return ck
+
+
+def _safetensors_bytes(obj: dict) -> bytes:
+    """`obj["model"]` as safetensors, the rest of `obj` as JSON in its metadata.
+    Tied weights (one tensor under two names) are stored once; the metadata
+    names the aliases and loading restores them."""
+    tensors: dict[str, torch.Tensor] = {}
+    first: dict[tuple, str] = {}  # (storage, offset, shape) -> the name stored
+    aliases: dict[str, str] = {}
+    for name, t in obj["model"].items():
+        where = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if where in first and t.numel():
+            aliases[name] = first[where]
+        else:
+            first[where] = name
+            tensors[name] = t.detach().to("cpu", copy=True)  # its own storage
+    meta = {k: v for k, v in obj.items() if k != "model"}
+    meta["aliases"] = aliases
+    return st_save(tensors, metadata={"format": "pt", "nmt": json.dumps(meta)})
+
+
+def _from_safetensors(path: Path, map_location) -> dict:
+    """The checkpoint dict of a `.safetensors` file (tensors through a memory map)."""
+    device = str(map_location)
+    with safe_open(path, framework="pt", device=device) as f:
+        meta = json.loads((f.metadata() or {}).get("nmt", "{}"))
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if not isinstance(meta, dict):
+        raise ValueError("its metadata is not a mapping")
+    for name, target in meta.pop("aliases", {}).items():
+        state[name] = state[target]
+    return {"model": state, **meta}
+
+
+def find(directory: Path, name: str) -> Path:
+    """The checkpoint `name` names in `directory`: the file itself, else the same
+    stem as .safetensors or .pt (so `best`, `best.pt` and `best.safetensors` all
+    find a directory's best weights, old or new). `best` falls back to `last.pt`
+    when training stopped before it validated."""
+    directory = Path(directory)
+    stem = name
+    for suffix in SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    tried = [name, *(stem + s for s in SUFFIXES)]
+    if stem == "best":
+        tried.append("last.pt")
+    for candidate in dict.fromkeys(tried):
+        if (directory / candidate).is_file():
+            return directory / candidate
+    looked = ", ".join(dict.fromkeys(tried))
+    raise NmtError(f"checkpoint not found: {directory / name} (looked for {looked})")
 
 
 def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
@@ -95,12 +167,15 @@ def numbered(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob("step-*.pt"))
 
 
-PROTECTED = ("best.pt", "last.pt")  # what training writes; never an average's output
+# what training writes; never an average's output
+PROTECTED = ("best.safetensors", "best.pt", "last.pt")
+BEST = "best.safetensors"
 
 
-def average(directory: Path, last: int, out_name: str = "averaged.pt") -> Path:
+def average(directory: Path, last: int, out_name: str = "averaged.safetensors") -> Path:
     """Average the parameters of the newest `last` numbered checkpoints into
-    `out_name`, which may not be a checkpoint that training writes."""
+    `out_name` (.safetensors, or .pt for a torch file), which may not be a
+    checkpoint that training writes."""
     directory = Path(directory)
     if last < 1:
         raise NmtError(f"--last must be at least 1; got {last}")
@@ -110,7 +185,12 @@ def average(directory: Path, last: int, out_name: str = "averaged.pt") -> Path:
     if out.name in PROTECTED or out.name.startswith("step-"):
         raise NmtError(
             f"-o {out_name} would overwrite a checkpoint that training writes; "
-            "name another file (default: averaged.pt)"
+            "name another file (default: averaged.safetensors)"
+        )
+    if out.suffix not in SUFFIXES or out.name in SUFFIXES:
+        raise NmtError(
+            f"-o {out_name}: name a file ending in .safetensors (or .pt for a "
+            "torch checkpoint)"
         )
     paths = numbered(directory)[-last:]
     if not paths:

@@ -50,7 +50,7 @@ def _model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
         nargs="+" if many else None,
         help="model directory (<workdir>/model)" + ("; several: an ensemble" * many),
     )
-    p.add_argument("--checkpoint", default="best.pt", help="checkpoint in MODEL_DIR")
+    p.add_argument("--checkpoint", default="best", help="weights in MODEL_DIR")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
@@ -100,7 +100,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("average", help="average the last K numbered checkpoints")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
     p.add_argument("--last", type=_positive, default=5, help="how many checkpoints (K)")
-    p.add_argument("-o", "--output", default="averaged.pt", help="file in MODEL_DIR")
+    p.add_argument(
+        "-o", "--output", default="averaged.safetensors", help="file in MODEL_DIR"
+    )
+    p = sub.add_parser("push", help="upload a model directory to the Hugging Face hub")
+    p.add_argument("model_dir", help="model directory (<workdir>/model)")
+    p.add_argument("repo_id", help="hub repo, owner/name (made if it does not exist)")
+    p.add_argument("--private", action="store_true", help="a new repo is private")
+    p.add_argument("--license", default="other", help="the card's license id")
+    p.add_argument("--dry-run", metavar="DIR", help="write the upload to DIR instead")
     p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF with signatures")
     p.add_argument("--ref", action="append", required=True, help="reference file(s)")
     g = p.add_mutually_exclusive_group(required=True)
@@ -213,6 +221,10 @@ def dispatch(a: argparse.Namespace) -> None:
         return cmd_evaluate(a)
     if a.command == "score":
         return cmd_score(a)
+    if a.command == "push":
+        from nmt.hub import push
+
+        return push(a.model_dir, a.repo_id, a.private, a.dry_run, a.license)
     if a.command == "average":
         from nmt.checkpoint import average
 

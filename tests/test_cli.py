@@ -24,7 +24,7 @@ def test_run_writes_model_dir_and_results(trained):
     for name in (
         "config.yaml",
         "spm.model",
-        "best.pt",
+        "best.safetensors",
         "last.pt",
         "log.jsonl",
         "training_curve.png",

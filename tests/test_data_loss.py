@@ -111,7 +111,9 @@ def test_a_second_training_on_a_busy_workdir_is_refused(finished):
         first.wait()
 
 
-@pytest.mark.parametrize("name", ["best.pt", "last.pt", "step-00000030.pt"])
+@pytest.mark.parametrize(
+    "name", ["best.safetensors", "best.pt", "last.pt", "step-00000030.pt"]
+)
 def test_average_never_overwrites_a_checkpoint(finished, name):
     work, _ = finished
     model = work / "model"

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
+from nmt.checkpoint import load_checkpoint
 from tests.conftest import ROOT, TINY, _merge
 from tests.faults import assert_unchanged, run_cli, small_disk, snapshot
 
@@ -193,10 +195,25 @@ def test_translate_bad_options(home, args, words):
 
 
 def _corrupt_checkpoint(m: Path) -> None:
+    (m / "best.safetensors").write_bytes(os.urandom(4000))
+
+
+def _truncated_safetensors(m: Path) -> None:
+    data = (m / "best.safetensors").read_bytes()
+    (m / "best.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _safetensors_of_other_weights(m: Path) -> None:
+    save_file({"w": torch.zeros(3)}, m / "best.safetensors")
+
+
+def _corrupt_old_checkpoint(m: Path) -> None:  # a directory of before safetensors
+    (m / "best.safetensors").unlink()
     (m / "best.pt").write_bytes(os.urandom(4000))
 
 
 def _checkpoint_without_model(m: Path) -> None:
+    (m / "best.safetensors").unlink()
     torch.save({"step": 3}, m / "best.pt")
 
 
@@ -205,6 +222,7 @@ def _checkpoint_that_runs_code(m: Path) -> None:
         def __reduce__(self):
             return (os.system, ("touch /tmp/nmt-pwned",))
 
+    (m / "best.safetensors").unlink()
     (m / "best.pt").write_bytes(pickle.dumps({"model": Evil()}))
 
 
@@ -234,6 +252,9 @@ def _weights_of_another_size(m: Path) -> None:
     "damage, words",
     [
         (_corrupt_checkpoint, "not a readable checkpoint"),
+        (_truncated_safetensors, "not a readable checkpoint"),
+        (_safetensors_of_other_weights, "do not fit"),
+        (_corrupt_old_checkpoint, "not a readable checkpoint"),
         (_checkpoint_without_model, "no model"),
         (_checkpoint_that_runs_code, "not a readable checkpoint"),
         (_no_config, "config.yaml"),
@@ -322,7 +343,8 @@ def test_resume_without_or_from_an_unfit_last_checkpoint(home):
     m, recipe = model(home), home / "tiny.yaml"
     (m / "last.pt").write_bytes(os.urandom(100))
     assert "not a readable checkpoint" in fails(home, "train", recipe, "--resume")
-    shutil.copy(m / "best.pt", m / "last.pt")  # weights, no optimizer state
+    best = load_checkpoint(m / "best.safetensors")
+    torch.save(best, m / "last.pt")  # weights, no optimizer state
     assert "no optimizer" in fails(home, "train", recipe, "--resume")
     (m / "last.pt").unlink()
     assert "does not exist" in fails(home, "run", recipe, "--resume")

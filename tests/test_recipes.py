@@ -47,4 +47,4 @@ def test_hub_recipe_one_step_on_local_stand_in(tmp_path, name):
     cfg.decode.max_len_a, cfg.decode.max_len_b = 0.0, 2
     summary = Trainer(cfg, prepare(cfg, lambda *_: None), log=lambda *_: None).train()
     assert summary["steps"] == 1 and summary["skipped_updates"] == 0
-    assert (cfg.model_dir / "best.pt").exists()
+    assert (cfg.model_dir / "best.safetensors").exists()

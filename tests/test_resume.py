@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from nmt.checkpoint import load_checkpoint
 from tests.conftest import ROOT, TINY, _merge, nmt
 
 STEPS = 40
@@ -111,7 +112,7 @@ def test_average_last_k_and_translate(uninterrupted):
     assert [p.name for p in kept] == [f"step-{s:08d}.pt" for s in (30, 35, 40)]
     res = nmt("average", model, "--last", "2")
     assert res.returncode == 0, res.stderr.decode()
-    avg = torch.load(model / "averaged.pt", weights_only=True)
+    avg = load_checkpoint(model / "averaged.safetensors")
     a, b = (torch.load(p, weights_only=True)["model"] for p in kept[-2:])
     for k in a:
         assert torch.allclose(avg["model"][k], (a[k] + b[k]) / 2, atol=1e-6)
@@ -119,7 +120,7 @@ def test_average_last_k_and_translate(uninterrupted):
         "translate",
         model,
         "--checkpoint",
-        "averaged.pt",
+        "averaged",
         "--beam",
         "2",
         stdin=b"da vaim skousts saifen.\n\nun pelainut dat.\n",

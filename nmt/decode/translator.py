@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nmt.checkpoint import load_checkpoint, load_weights
+from nmt.checkpoint import find, load_checkpoint, load_weights
 from nmt.config import Config, DecodeConfig, load_model_config, override, validate
 from nmt.data.batching import make_batches
 from nmt.data.tokenizer import Tokenizer
@@ -19,6 +19,7 @@ from nmt.decode.fast import FastStepper
 from nmt.decode.search import Hyps, Stepper, beam_search, greedy, max_lengths
 from nmt.errors import NmtError
 from nmt.hardware import pick_device, require_native_bf16
+from nmt.hub import resolve
 from nmt.model.batch import source_tensor
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.vocab import BOS
@@ -97,9 +98,7 @@ def load_model(model_dir: Path, checkpoint: str, device: torch.device):
     if not model_dir.is_dir():
         raise NmtError(f"model directory not found: {model_dir}")
     cfg = load_model_config(model_dir)
-    ckpt_path = model_dir / checkpoint
-    if not ckpt_path.is_file() and checkpoint == "best.pt":
-        ckpt_path = model_dir / "last.pt"  # training stopped before validating
+    ckpt_path = find(model_dir, checkpoint)
     ckpt = load_checkpoint(ckpt_path, device)
     tok = Tokenizer.load(model_dir)
     model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
@@ -141,7 +140,7 @@ class Translator:
     def load(
         cls,
         model_dir: str | Path | list,
-        checkpoint: str = "best.pt",
+        checkpoint: str = "best",
         beam: int | None = None,
         nbest: int = 1,
         batch_tokens: int | None = None,
@@ -151,10 +150,11 @@ class Translator:
         precision: str | None = None,
         device: str = "auto",
     ) -> Translator:
-        """One model directory, or several for an ensemble (same vocabularies)."""
-        dirs = [
-            Path(d) for d in (model_dir if isinstance(model_dir, list) else [model_dir])
-        ]
+        """One model directory, or several for an ensemble (same vocabularies).
+        A name that is no local path but a hub repo id (`owner/name`) loads that
+        repo, downloaded once into the Hugging Face cache (`nmt push` made it)."""
+        names = model_dir if isinstance(model_dir, list) else [model_dir]
+        dirs = [resolve(d) for d in names]
         dev = pick_device(device)
         loaded = [load_model(d, checkpoint, dev) for d in dirs]
         _, cfg, tok = loaded[0]

@@ -29,7 +29,7 @@ from nmt.model.batch import Batch, collate
 from nmt.train.build import build
 from nmt.train.distributed import backward
 from nmt.train.log import TrainLog, progress_bar
-from nmt.train.state import TrainState, save_best, save_last
+from nmt.train.state import BEST, TrainState, save_best, save_last
 from nmt.train.state import resume as load_resume
 from nmt.train.validation import dev_scores
 from nmt.workdir import (
@@ -172,7 +172,7 @@ class Trainer:
                 f"{' lr cut' if cut else ''}"
             )
             if improved:
-                save_best(self.dir / "best.pt", self.model, s.step, v, self.cfg)
+                save_best(self.dir / BEST, self.model, s.step, v, self.cfg)
         self._checkpoint()
         patience = self.cfg.train.patience
         return bool(patience and s.bad_evals >= patience)
@@ -282,7 +282,7 @@ class Trainer:
                 break
         if self._stop_signal is not None:
             self._stop(bar)
-        if validated_at != s.step or not (self.dir / "best.pt").exists():
+        if validated_at != s.step or not (self.dir / BEST).exists():
             self._on_validation(bar)
         self._checkpoint(numbered=False)
         bar.close()

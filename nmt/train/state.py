@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from nmt.checkpoint import (
+    BEST,  # noqa: F401 (the loop names the best weights through this module)
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -102,7 +103,8 @@ def save_last(
 def save_best(
     path: Path, model: torch.nn.Module, step: int, scores: dict, cfg: Config
 ) -> None:
-    """`best.pt`: the weights with the best dev BLEU so far, and their scores."""
+    """`best.safetensors`: the weights with the best dev BLEU so far, and their
+    scores (in its metadata)."""
     save_checkpoint(
         {
             "model": model.state_dict(),
