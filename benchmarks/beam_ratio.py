@@ -1,7 +1,7 @@
 """Beam search time against greedy time, with repeats (single timings are noisy).
 
     python benchmarks/beam_ratio.py MODEL_DIR SOURCE_FILE [--beam 5] [--repeats 5]
-        [--threads 2] [--checkpoint best.pt] [--stop exact|early]
+        [--threads 2] [--checkpoint best] [--stop exact|early]
         [--precision fp32|bf16]
 
 Loads the model once, translates the whole file greedily and with the beam in turn,
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--checkpoint", default="best.pt", help="file in MODEL_DIR")
+    ap.add_argument("--checkpoint", default="best", help="file in MODEL_DIR")
     ap.add_argument("--stop", choices=["exact", "early"], help="beam search's rule")
     ap.add_argument("--precision", choices=["fp32", "bf16"], help="decode.precision")
     a = ap.parse_args()

@@ -2,7 +2,7 @@
 sources shuffled among the sentences, and how much the decoder's initial state
 varies between sentences.
 
-    python benchmarks/source_use.py MODEL_DIR SRC TGT [--checkpoint best.pt]
+    python benchmarks/source_use.py MODEL_DIR SRC TGT [--checkpoint best]
         [--sentences N] [--threads 2]
 
 SRC and TGT are raw text, a sentence per line (.gz read too). Prints one JSON line:
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("model_dir", type=Path)
     ap.add_argument("src", type=Path)
     ap.add_argument("tgt", type=Path)
-    ap.add_argument("--checkpoint", default="best.pt")
+    ap.add_argument("--checkpoint", default="best")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()

@@ -15,7 +15,7 @@ import torch
 from nmt.decode.translator import Translator
 
 model, beam, src, out, threads, *rest = sys.argv[1:]
-checkpoint, precision = (rest + ["best.pt", "fp32"][len(rest) :])[:2]
+checkpoint, precision = (rest + ["best", "fp32"][len(rest) :])[:2]
 torch.set_num_threads(int(threads))
 tr = Translator.load(
     model, checkpoint=checkpoint, beam=int(beam), precision=precision, device="cpu"
