@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from nmt.errors import NmtError, StopRequested
-from nmt.files import check_output, count_lines, output_file, read_lines
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +80,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha")
     p.add_argument("--stop", choices=["exact", "early"], help="default: decode.stop")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="decode.precision")
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16", "int8"], help="decode.precision"
+    )
+    p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        help="translate and flush each line as it arrives (default: when stdin is "
+        "a terminal)",
+    )
+    p.add_argument(
+        "--alignment",
+        action="store_true",
+        help="append ' ||| i-j ...' (source-target word pairs; attention models)",
+    )
     p.add_argument(
         "--attention-plot",
         metavar="DIR",
@@ -102,6 +111,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=_positive, default=5, help="how many checkpoints (K)")
     p.add_argument(
         "-o", "--output", default="averaged.safetensors", help="file in MODEL_DIR"
+    )
+    p = sub.add_parser("serve", help="an HTTP translation API and a web page")
+    _model_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--beam", type=int, help="default beam (requests may set it)")
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16", "int8"], help="decode.precision"
     )
     p = sub.add_parser("push", help="upload a model directory to the Hugging Face hub")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
@@ -131,96 +148,16 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _progress(total: int, desc: str, unit: str):
-    """A progress bar on stderr (stdout holds the output)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, **_BAR)
-
-
-_BAR = {"file": sys.stderr, "dynamic_ncols": True, "mininterval": 1.0}
-# Translator.load's options that `nmt translate` takes from the command line
-_DECODE_OPTIONS = ("checkpoint", "device", "beam", "nbest", "batch_tokens")
-_DECODE_OPTIONS += ("batch_rows", "length_penalty", "stop", "precision")
-
-
-def cmd_translate(a: argparse.Namespace) -> None:
-    from nmt.decode.translator import Translator
-
-    # everything that can be refused is refused before the model loads
-    total = count_lines(a.input)
-    if a.output:
-        check_output(a.output, inputs=(a.input,))
-    plots = Path(a.attention_plot) if a.attention_plot else None
-    if plots and plots.exists() and not plots.is_dir():
-        raise NmtError(f"--attention-plot {plots} is a file, not a folder")
-    dirs = a.model_dir if len(a.model_dir) > 1 else a.model_dir[0]
-    tr = Translator.load(dirs, **{k: getattr(a, k) for k in _DECODE_OPTIONS})
-    lines = read_lines(a.input)
-    first: list[str] = []  # the lines --attention-plot draws
-    if a.attention_plot:
-        tr.attention_model()  # no attention: say so before translating
-        first = list(itertools.islice(lines, a.plot_sentences))
-        lines = itertools.chain(first, lines)
-    with (
-        output_file(a.output, inputs=(a.input,)) as out,
-        _progress(total, "translate", "sent") as bar,
-    ):
-        n = tr.translate_stream(lines, out.write, progress=bar.update)
-    if a.attention_plot:
-        from nmt.plot import plot_attention_maps
-
-        plot_attention_maps(tr.attention_maps(first), plots)
-        print(f"wrote {len(first)} attention plots to {plots}", file=sys.stderr)
-    print(f"translated {n} lines (beam {tr.beam})", file=sys.stderr)
-
-
-def cmd_evaluate(a: argparse.Namespace) -> None:
-    from nmt.metrics import compare, report, score, sentence_scores
-
-    refs = [list(read_lines(r)) for r in a.ref]
-    if a.model:
-        if not a.src:
-            raise NmtError("evaluate --model needs --src SRC")
-        from nmt.decode.translator import Translator
-
-        count_lines(a.src)
-        hyps = Translator.load(a.model, beam=a.beam).translate(list(read_lines(a.src)))
-    else:
-        hyps = list(read_lines(a.hyp))
-    s = score(hyps, refs, ter=a.ter)
-    out: dict = {**s, "sentences": len(hyps)}
-    if a.sentence:
-        out["per_sentence"] = sentence_scores(hyps, refs)
-    if a.compare:
-        out["compare"] = compare(hyps, list(read_lines(a.compare)), refs)
-    print(json.dumps(out) if a.json else report(out))
-
-
-def cmd_score(a: argparse.Namespace) -> None:
-    from nmt.decode.scoring import corpus_perplexity, score_pairs
-    from nmt.decode.translator import Translator
-
-    tr = Translator.load(a.model_dir, checkpoint=a.checkpoint, device=a.device)
-    src, tgt = list(read_lines(a.src)), list(read_lines(a.tgt))
-    with _progress(len(src), "score", "pair") as bar:
-        scores = score_pairs(tr, src, tgt, progress=bar.update)
-    for lp, n in scores:
-        print(f"{lp:.4f}\t{math.exp(-lp / max(n, 1)):.4f}")
-    print(
-        f"corpus perplexity {corpus_perplexity(scores):.4f} over {len(scores)} pairs, "
-        f"{sum(n for _, n in scores)} target tokens",
-        file=sys.stderr,
-    )
-
-
 def dispatch(a: argparse.Namespace) -> None:
-    if a.command == "translate":
-        return cmd_translate(a)
-    if a.command == "evaluate":
-        return cmd_evaluate(a)
-    if a.command == "score":
-        return cmd_score(a)
+    if a.command == "serve":
+        from nmt.serve import serve
+
+        return serve(a.model_dir, a.host, a.port, checkpoint=a.checkpoint,
+                     device=a.device, beam=a.beam, precision=a.precision)  # fmt: skip
+    if a.command in ("translate", "evaluate", "score"):
+        from nmt import commands
+
+        return getattr(commands, f"cmd_{a.command}")(a)
     if a.command == "push":
         from nmt.hub import push
 
