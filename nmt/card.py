@@ -158,7 +158,8 @@ The model is downloaded once into the Hugging Face cache; with
 ## Files
 
 - `best.safetensors`: the weights (safetensors: no pickle); other
-  `*.safetensors` are averaged checkpoints (`--checkpoint NAME`).
+  `*.safetensors` are averaged checkpoints (`--checkpoint NAME`) and the
+  lexical table of `--shortlist K` (`lexicon.safetensors`).
 - `config.yaml`: the resolved recipe below; `spm*.model`: the sentencepiece
   tokenizer(s); `results.json`, `log.jsonl`: the scores and the training log.
 

@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from last.pt")
     p = sub.add_parser("prepare", help="data and tokenizer only (cached)")
     _recipe_args(p)
+    p = sub.add_parser("lexicon", help="write the shortlist's table into the model")
+    _recipe_args(p)
     p = sub.add_parser("train", help="train a model (prepares data if needed)")
     _recipe_args(p)
     p.add_argument("--resume", action="store_true", help="continue exactly")
@@ -82,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", choices=["exact", "early"], help="default: decode.stop")
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "int8"], help="decode.precision"
+    )
+    p.add_argument(
+        "--shortlist", type=int, metavar="K", help="decode.shortlist (0: off)"
     )
     p.add_argument(
         "--stream",
@@ -177,6 +182,14 @@ def dispatch(a: argparse.Namespace) -> None:
         sets = "".join(f" --set {s}" for s in a.overrides or [])
         print(f"# nmt recipe {a.recipe}{sets}: every key, its value and its help")
         print(describe(cfg), end="")
+        return None
+    if a.command == "lexicon":
+        from nmt.data.corpus import prepare
+        from nmt.data.lexicon import write_for
+        from nmt.workdir import locked
+
+        with locked(cfg.workdir, a.command):
+            print(f"wrote {write_for(cfg, prepare(cfg))}")
         return None
     if a.command == "prepare":
         from nmt.data.corpus import prepare

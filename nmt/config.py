@@ -158,12 +158,19 @@ class DecodeConfig:
     beam: int = key(5, "beam size (1: greedy)", lo=1)
     length_penalty: float = key(1.0, "GNMT alpha (0: raw log-probability)", lo=0.0)
     stop: str = one_of("exact", "early", doc="when beam search stops")
-    precision: str = one_of("fp32", "bf16", doc="bf16: faster, or refused")
+    precision: str = one_of(
+        "fp32", "bf16", "int8", doc="bf16, int8 (CPU): faster, or refused"
+    )
     max_len_a: float = key(1.5, "output limit: a * source length + b", lo=0.0)
     max_len_b: int = key(10, "(in subword tokens)", lo=0)
     batch_tokens: int = key(6000, "source tokens per batch (padded)", lo=1)
     batch_rows: int = key(800, "hypotheses per batch: sentences x beam", lo=1)
     nbest: int = key(1, "hypotheses per input (nmt translate --nbest)", lo=1)
+    shortlist: int = key(0, "output layer: K partners per source piece; 0: all", lo=0,
+                         hi=100)  # fmt: skip
+    shortlist_frequent: int = key(
+        100, "with a shortlist: also the N most frequent pieces", lo=0, hi=1000
+    )
 
 
 @dataclass

@@ -3,6 +3,8 @@ only has a bf16 kernel, where the CPU has bfloat16 instructions."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from nmt.errors import NmtError
@@ -49,6 +51,31 @@ def require_native_bf16(device: torch.device, key: str) -> None:
             f"{key}: bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or "
             "AMX) or a GPU; this CPU has neither, so use fp32"
         )
+
+
+@functools.cache
+def int8_works() -> bool:
+    """Whether this torch multiplies int8 matrices on the CPU exactly, tried once
+    on a small product (torch._int_mm is a private op: a build may lack it)."""
+    a = torch.arange(-12, 12, dtype=torch.int8).view(3, 8)
+    b = torch.arange(-20, 20, dtype=torch.int8).view(8, 5)
+    try:
+        y = torch._int_mm(a, b)
+    except (AttributeError, RuntimeError):
+        return False
+    return torch.equal(y, a.int() @ b.int())
+
+
+def require_decode_precision(device: torch.device, precision: str) -> None:
+    """An NmtError naming decode.precision where this machine cannot decode in it:
+    bf16 without bfloat16 instructions, int8 off the CPU or without int8 products."""
+    if precision == "bf16":
+        require_native_bf16(device, "decode.precision")
+    if precision == "int8" and (device.type != "cpu" or not int8_works()):
+        where = "this torch build has no int8 CPU product (torch._int_mm)"
+        if device.type != "cpu":
+            where = f"int8 decoding is for CPUs, and this runs on {device.type}"
+        raise NmtError(f"decode.precision: {where}; use fp32 or bf16")
 
 
 def pick_device(name: str) -> torch.device:

@@ -3,7 +3,8 @@ card; `Translator.load("user/name")` downloads one into the hub's cache, once.
 
 What travels is what translation needs and nothing that unpickles: `config.yaml`,
 the sentencepiece model(s), the weights as `.safetensors` (a directory from before
-safetensors has its `best.pt` converted on the way), `results.json`, `log.jsonl`,
+safetensors has its `best.pt` converted on the way) and the shortlist's
+`lexicon.safetensors`, `results.json`, `log.jsonl`,
 the training curve and the generated README.md. Never `last.pt` (optimizer
 state) or the numbered checkpoints. Downloads take the same files only.
 """

@@ -163,15 +163,26 @@ def read_manifest(cfg: Config) -> dict:
         return {}
 
 
-def write_manifest(cfg: Config, data_key: str, train_pairs: int) -> None:
+def start_model_dir(cfg: Config, tok, train, data_key: str) -> None:
+    """What a fresh run writes into its model folder first: the tokenizer, the
+    resolved recipe, `run.json` (which data cache, how many pairs), the
+    shortlist's lexical table and an empty `log.jsonl`."""
+    from nmt.data import lexicon
     from nmt.files import write_text
 
+    try:
+        tok.copy_to(cfg.model_dir)
+    except OSError as e:
+        raise NmtError(f"cannot write to {cfg.model_dir}: {e.strerror}") from None
+    cfg.save(cfg.model_dir / "config.yaml")
     record = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data_cache": data_key,
-        "train_pairs": train_pairs,
+        "train_pairs": len(train),
     }
     write_text(cfg.model_dir / "run.json", json.dumps(record, indent=1) + "\n")
+    lexicon.write(cfg.model_dir, train, tok.src_vocab_size, tok.tgt_vocab_size)
+    write_text(cfg.model_dir / "log.jsonl", "")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -196,13 +207,12 @@ def precheck(cfg: Config, resume: bool) -> None:
     """What `nmt train` / `nmt run` can refuse before preparing any data: a device
     or precision this machine lacks, and a resume that cannot work."""
     from nmt.checkpoint import load_checkpoint
-    from nmt.hardware import pick_device, require_native_bf16
+    from nmt.hardware import pick_device, require_decode_precision
     from nmt.train.build import require_tensorboard, resolve_precision
 
     resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
     require_tensorboard(cfg.train)  # the Trainer's own checks, before any data
-    if cfg.decode.precision == "bf16":
-        require_native_bf16(pick_device("auto"), "decode.precision")
+    require_decode_precision(pick_device("auto"), cfg.decode.precision)
     if resume:
         last = cfg.model_dir / "last.pt"
         if not last.exists():

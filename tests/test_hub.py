@@ -59,8 +59,8 @@ def test_dry_run_holds_what_translation_needs_and_no_pickle(pushed):
     model, out = pushed
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["README.md", "best.safetensors", "config.yaml",
-                            "log.jsonl", "results.json", "spm.model",
-                            "training_curve.png"])  # fmt: skip
+                            "lexicon.safetensors", "log.jsonl", "results.json",
+                            "spm.model", "training_curve.png"])  # fmt: skip
     assert (out / "best.safetensors").read_bytes() == (
         model / "best.safetensors"
     ).read_bytes()

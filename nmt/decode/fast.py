@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nmt.decode.int8 import Int8Linear
+from nmt.decode.shortlist import Shortlist
 from nmt.model.decoder import DecoderState, per_sentence
 from nmt.model.seq2seq import Seq2Seq
 
@@ -88,6 +90,11 @@ class Packed:
             if onednn_works():
                 self.blocked = _reorder(self.weight.contiguous())
 
+    def rows(self, index: torch.Tensor) -> Packed:
+        """The product of output rows `index` only (a shortlist)."""
+        bias = None if self.bias is None else self.bias[index]
+        return Packed(self.weight[index], bias)
+
     def __getstate__(self) -> dict:  # oneDNN's copy cannot be copied or pickled
         return {"weight": self.weight, "bias": self.bias}
 
@@ -112,7 +119,7 @@ class DecodeTables:
     key: tuple  # identity and version of the weights they were made from
     gates: torch.Tensor | None  # [V, G * H] W_e e for every target word e
     read: torch.Tensor | None  # [V, R] B e (Cho readout), else None
-    packed: dict[str, Packed]  # Decoder.products(), by name
+    packed: dict[str, Packed | Int8Linear]  # Decoder.products(), by name
 
 
 class FastStepper:
@@ -124,8 +131,14 @@ class FastStepper:
     their data pointers and versions tell, checked once per batch (`encode`).
     """
 
-    def __init__(self, model: Seq2Seq):
+    def __init__(
+        self, model: Seq2Seq, int8: bool = False, shortlist: Shortlist | None = None
+    ):
         self.model, self.decoder = model, model.decoder
+        self.product = Int8Linear if int8 else Packed  # nmt/decode/int8.py
+        self.shortlist = shortlist  # nmt/decode/shortlist.py
+        self.columns: torch.Tensor | None = None  # this batch's shortlist, or all
+        self._out: Packed | Int8Linear | None = None  # its output layer
         self.tables: DecodeTables | None = None
         self._scores: torch.Tensor | None = None  # this batch's score buffer
         self._refresh()
@@ -151,7 +164,7 @@ class FastStepper:
                 key,
                 e @ dec.w_in(0).t() if small else None,
                 dec.read_e(e) if dec.cho and small else None,
-                {name: Packed(*dec.product(name)) for name in dec.products()},
+                {name: self.product(*dec.product(name)) for name in dec.products()},
             )
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> DecoderState:
@@ -160,6 +173,9 @@ class FastStepper:
             raise ValueError("FastStepper decodes a model in eval mode")
         self._refresh()
         self._scores = None
+        if self.shortlist is not None:
+            self.columns = self.shortlist.columns(src, self.decoder.out.out_features)
+            self._out = self.tables.packed["out"].rows(self.columns)
         return self.decoder.start(self.model.encode(src, src_len))
 
     def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +195,7 @@ class FastStepper:
         else:
             gi, be = self.decoder.inputs(prev, state)
         r, state = self.decoder.advance(gi, be, state, self.linear)
-        logits = self.linear("out", r)
+        logits = self.linear("out", r) if self._out is None else self._out(r)
         if logits.dtype != torch.float32:
             return F.log_softmax(logits.float(), dim=-1), state
         rows = logits.size(0)

@@ -47,6 +47,14 @@ class Stepper(Protocol):
         ...
 
 
+def _columns(model: Stepper) -> tuple[torch.Tensor | None, int]:
+    """(the piece id of each log-probability column, EOS's column): a stepper
+    with a vocabulary shortlist (nmt/decode/shortlist.py) scores its batch's
+    candidates only, EOS first; others score the whole vocabulary (None, EOS)."""
+    columns = getattr(model, "columns", None)
+    return columns, EOS if columns is None else 0
+
+
 def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
     """Output limit per sentence (in tokens, EOS included) from source lengths."""
     return (a * (src_len - 1).float() + b).floor().long().clamp(min=1)
@@ -61,6 +69,7 @@ def greedy(
     model: Stepper, src: torch.Tensor, src_len: torch.Tensor, max_len: torch.Tensor
 ) -> Hyps:
     state = model.encode(src, src_len)
+    columns, eos = _columns(model)
     n = src.size(0)
     dev = src.device
     alive = torch.arange(n, device=dev)  # original row of each active sentence
@@ -71,9 +80,10 @@ def greedy(
     length = torch.zeros(n, dtype=torch.long, device=dev)
     for t in range(int(max_len.max())):
         logp, state = model.step(prev, state)
-        tok = logp.argmax(dim=-1)  # the first maximum, on ties
-        tok = torch.where(limit[alive] <= t + 1, torch.full_like(tok, EOS), tok)
-        best = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
+        col = logp.argmax(dim=-1)  # the first maximum, on ties
+        col = torch.where(limit[alive] <= t + 1, torch.full_like(col, eos), col)
+        best = logp.gather(1, col.unsqueeze(1)).squeeze(1)
+        tok = col if columns is None else columns[col]
         score[alive] += best
         tokens[alive, t] = tok
         done = tok == EOS
@@ -111,6 +121,7 @@ def beam_search(
     nbest = min(nbest, k)
     # one live hypothesis (BOS) per sentence at first: width 1, then K
     state = model.encode(src, src_len)
+    columns, eos = _columns(model)
     scores = torch.zeros(n, 1, device=dev)  # live hypotheses, summed log-probs
     hist = torch.zeros(n, 0, dtype=torch.long, device=dev)
     prev = torch.full((n,), BOS, dtype=torch.long, device=dev)
@@ -133,13 +144,15 @@ def beam_search(
         if bool(at_limit.any()):  # only EOS may follow at the limit
             rows = at_limit.repeat_interleave(w)
             row_s[rows] = -math.inf
-            row_s[rows, 0] = logp[rows, EOS]
-            row_i[rows, 0] = EOS
+            row_s[rows, 0] = logp[rows, eos]
+            row_i[rows, 0] = eos
         c = row_s.size(1)
         cand = (scores.unsqueeze(2) + row_s.view(m, w, c)).view(m, w * c)
         top_s, top_j = cand.topk(min(2 * k, w * c), dim=1)  # [m, 2K]
         origin = top_j // c
         tok = row_i.view(m, w * c).gather(1, top_j)
+        if columns is not None:  # column -> piece id
+            tok = columns[tok]
         is_eos = tok == EOS
         # EOS candidates ranked in the top K finish
         fin = is_eos & torch.isfinite(top_s)

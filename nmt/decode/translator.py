@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,10 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.decode.ensemble import Ensemble
 from nmt.decode.fast import FastStepper
 from nmt.decode.search import Hyps, Stepper, beam_search, greedy, max_lengths
+from nmt.decode.shortlist import Shortlist
 from nmt.errors import NmtError
-from nmt.hardware import pick_device, require_native_bf16
+from nmt.files import chunks
+from nmt.hardware import pick_device, require_decode_precision
 from nmt.hub import resolve
 from nmt.model.batch import source_tensor
 from nmt.model.seq2seq import Seq2Seq, build_model
@@ -114,11 +116,13 @@ class Translator:
     tokenizer: Tokenizer
     config: Config
     device: torch.device
+    shortlist: Shortlist | None = None  # decode.shortlist (one model only)
     # what the searches decode with: FastStepper(s), made once here
     stepper: Stepper = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        steppers = [FastStepper(m) for m in self.models]
+        int8 = self.config.decode.precision == "int8"
+        steppers = [FastStepper(m, int8, self.shortlist) for m in self.models]
         self.stepper = steppers[0] if len(steppers) == 1 else Ensemble(steppers)
 
     @property
@@ -149,6 +153,7 @@ class Translator:
         stop: str | None = None,
         precision: str | None = None,
         device: str = "auto",
+        shortlist: int | None = None,
     ) -> Translator:
         """One model directory, or several for an ensemble (same vocabularies).
         A name that is no local path but a hub repo id (`owner/name`) loads that
@@ -182,16 +187,22 @@ class Translator:
             length_penalty=length_penalty,
             stop=stop,
             precision=precision,
+            shortlist=shortlist,
         )
         validate(cfg)  # the options with the recipe (e.g. --nbest <= --beam)
-        if cfg.decode.precision == "bf16":
-            require_native_bf16(dev, "decode.precision")
+        require_decode_precision(dev, cfg.decode.precision)
         if cfg.decode.beam > tok.tgt_vocab_size:
             raise NmtError(
                 f"beam {cfg.decode.beam} is wider than the target vocabulary "
                 f"({tok.tgt_vocab_size} pieces); use a smaller --beam"
             )
-        return cls([m for m, _, _ in loaded], tok, cfg, dev)
+        d = cfg.decode
+        if d.shortlist and len(dirs) > 1:
+            raise NmtError("decode.shortlist is for one model, not an ensemble")
+        short = d.shortlist and Shortlist.load(
+            dirs[0], d.shortlist, d.shortlist_frequent, tok.tgt_vocab_size
+        )
+        return cls([m for m, _, _ in loaded], tok, cfg, dev, short or None)
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         """Whole lines, however long: data.max_len filters training pairs only. An
@@ -271,7 +282,7 @@ class Translator:
     ) -> int:
         """Translate line by line in chunks (memory stays flat); returns the count."""
         n = 0
-        for block in _chunks(lines, chunk):
+        for block in chunks(lines, chunk):
             for i, hyps in enumerate(self.translate_nbest(block, progress)):
                 if self.nbest == 1:
                     write(hyps[0][0] + "\n")
@@ -285,14 +296,3 @@ class Translator:
 def _one_line(text: str) -> str:
     breaks = "\r\n\x0b\x0c\x85\u2028\u2029"  # line and paragraph breaks
     return " ".join(text.split()) if any(c in text for c in breaks) else text
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    block: list[str] = []
-    for line in lines:
-        block.append(line)
-        if len(block) >= size:
-            yield block
-            block = []
-    if block:
-        yield block

@@ -24,7 +24,6 @@ from nmt.config import Config
 from nmt.data.batching import make_batches
 from nmt.data.corpus import Corpus, cache_key
 from nmt.errors import NmtError, StopRequested
-from nmt.files import write_text
 from nmt.model.batch import Batch, collate
 from nmt.train.build import build
 from nmt.train.distributed import backward
@@ -37,7 +36,7 @@ from nmt.workdir import (
     keep_aside,
     locked,
     remove_stale_temporaries,
-    write_manifest,
+    start_model_dir,
 )
 
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before training gives up
@@ -98,13 +97,7 @@ class Trainer:
             self.log(f"removed {len(removed)} temporary files of killed writes")
         if self.resuming:  # the model folder's tokenizer was checked above
             return
-        try:
-            tok.copy_to(self.dir)
-        except OSError as e:
-            raise NmtError(f"cannot write to {self.dir}: {e.strerror}") from None
-        self.cfg.save(self.dir / "config.yaml")
-        write_manifest(self.cfg, cache_key(self.cfg), len(train))
-        write_text(self.dir / "log.jsonl", "")
+        start_model_dir(self.cfg, tok, train, cache_key(self.cfg))
 
     def _checkpoint(self, numbered: bool = True) -> None:
         if self.dist.main:
