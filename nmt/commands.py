@@ -4,6 +4,7 @@ arguments: refuse what can be refused first, then call the library."""
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -24,13 +25,14 @@ def _progress(total: int, desc: str, unit: str):
 _BAR = {"file": sys.stderr, "dynamic_ncols": True, "mininterval": 1.0}
 # Translator.load's options that `nmt translate` takes from the command line
 _DECODE_OPTIONS = ("checkpoint", "device", "beam", "nbest", "batch_tokens")
-_DECODE_OPTIONS += ("batch_rows", "length_penalty", "stop", "precision")
+_DECODE_OPTIONS += ("batch_rows", "length_penalty", "stop", "precision", "shortlist")
 
 
 def cmd_translate(a: argparse.Namespace) -> None:
     from nmt.decode.translator import Translator
 
     # everything that can be refused is refused before the model loads
+    stream = _streaming(a)
     total = count_lines(a.input)
     if a.output:
         check_output(a.output, inputs=(a.input,))
@@ -39,7 +41,15 @@ def cmd_translate(a: argparse.Namespace) -> None:
         raise NmtError(f"--attention-plot {plots} is a file, not a folder")
     dirs = a.model_dir if len(a.model_dir) > 1 else a.model_dir[0]
     tr = Translator.load(dirs, **{k: getattr(a, k) for k in _DECODE_OPTIONS})
+    translate = tr.translate_stream
+    if a.alignment:
+        from nmt.decode.alignment import alignment_model, translate_aligned_stream
+
+        alignment_model(tr)  # no attention: say so before translating
+        translate = functools.partial(translate_aligned_stream, tr)
     lines = read_lines(a.input)
+    if stream:
+        return _translate_streaming(tr, translate, lines, typed=_typed(a))
     first: list[str] = []  # the lines --attention-plot draws
     if a.attention_plot:
         tr.attention_model()  # no attention: say so before translating
@@ -49,12 +59,52 @@ def cmd_translate(a: argparse.Namespace) -> None:
         output_file(a.output, inputs=(a.input,)) as out,
         _progress(total, "translate", "sent") as bar,
     ):
-        n = tr.translate_stream(lines, out.write, progress=bar.update)
+        n = translate(lines, out.write, progress=bar.update)
     if a.attention_plot:
         from nmt.plot import plot_attention_maps
 
         plot_attention_maps(tr.attention_maps(first), plots)
         print(f"wrote {len(first)} attention plots to {plots}", file=sys.stderr)
+    print(f"translated {n} lines (beam {tr.beam})", file=sys.stderr)
+
+
+def _streaming(a: argparse.Namespace) -> bool:
+    """--stream, or by default when a person types the input: stdin is a terminal
+    and no -i, -o or --attention-plot asks for a whole file. Streaming refuses
+    -o (written atomically, so whole only at the end) and --attention-plot
+    (drawn once all lines are read)."""
+    if a.stream is None:
+        return _typed(a) and not (a.output or a.attention_plot)
+    if a.stream and a.output:
+        raise NmtError(
+            "--stream writes each line as it is translated, but -o is written "
+            "whole at the end; stream into a file with '> FILE', or drop --stream"
+        )
+    if a.stream and a.attention_plot:
+        raise NmtError("--attention-plot needs all lines first; drop --stream")
+    return a.stream
+
+
+def _typed(a: argparse.Namespace) -> bool:
+    """The input is typed by a person: read from stdin, which is a terminal."""
+    return a.input is None and sys.stdin is not None and sys.stdin.isatty()
+
+
+def _translate_streaming(tr, translate, lines, typed: bool) -> None:
+    """Each line translated alone as soon as it is read (a batch of one: the
+    batch mode's result), its output line(s) written and flushed at once; no
+    progress bar, which would mix with a person's typing. End of input (Ctrl-D
+    on a terminal) ends it normally."""
+    if sys.stdout is None:
+        raise NmtError("standard output is closed; give an output file with -o")
+    if typed:
+        print("type a line to translate it; Ctrl-D ends", file=sys.stderr)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    n = translate(lines, write, chunk=1)
     print(f"translated {n} lines (beam {tr.beam})", file=sys.stderr)
 
 
