@@ -125,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", choices=["fp32", "bf16", "int8"], help="decode.precision"
     )
+    p.add_argument("--shortlist", type=int, metavar="K", help="decode.shortlist")
     p = sub.add_parser("push", help="upload a model directory to the Hugging Face hub")
     p.add_argument("model_dir", help="model directory (<workdir>/model)")
     p.add_argument("repo_id", help="hub repo, owner/name (made if it does not exist)")
@@ -158,7 +159,8 @@ def dispatch(a: argparse.Namespace) -> None:
         from nmt.serve import serve
 
         return serve(a.model_dir, a.host, a.port, checkpoint=a.checkpoint,
-                     device=a.device, beam=a.beam, precision=a.precision)  # fmt: skip
+                     device=a.device, beam=a.beam, precision=a.precision,
+                     shortlist=a.shortlist)  # fmt: skip
     if a.command in ("translate", "evaluate", "score"):
         from nmt import commands
 

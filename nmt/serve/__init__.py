@@ -26,6 +26,7 @@ def serve(
     device: str = "auto",
     beam: int | None = None,
     precision: str | None = None,
+    shortlist: int | None = None,
 ) -> None:
     """Serve `model_dir` at http://host:port until Ctrl-C or SIGTERM. `beam` and
     `precision` default (None) to the model's recipe; a request may set its beam."""
@@ -44,7 +45,7 @@ def serve(
     try:
         tr = Translator.load(
             model_dir, checkpoint=checkpoint, device=device, beam=beam,
-            precision=precision,
+            precision=precision, shortlist=shortlist,
         )  # fmt: skip
         model = ServedModel(tr, model_dir)
         sock.listen(2048)  # connections wait here until the server runs
