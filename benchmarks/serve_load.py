@@ -114,6 +114,7 @@ def load(service: Service, requests: list[list[str]], clients: int, beam) -> dic
 
     conn = service.connect()
     before = service.call(conn, "GET", "/health")["served"]
+    conn.close()  # the server closes idle connections (keep-alive timeout)
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
     for t in threads:
@@ -121,6 +122,7 @@ def load(service: Service, requests: list[list[str]], clients: int, beam) -> dic
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    conn = service.connect()
     after = service.call(conn, "GET", "/health")["served"]
     conn.close()
     if errors:
