@@ -43,9 +43,9 @@ class Encoder(nn.Module):
         x = self.dropout(self.embed(src))
         if bool((src_len == src.size(1)).all()):  # no padding: one fused call
             out, (h, _) = self.rnn(x)
-        elif x.device.type == "cpu" and torch.is_grad_enabled():
+        elif x.device.type == "cpu":  # one oneDNN call per layer and direction
             out, h = padded_lstm(self.rnn, x, src_len, self.training)
-        else:  # cuDNN runs packed input in one call; CPU inference: no backward
+        else:  # cuDNN runs packed input in one call
             packed = pack_padded_sequence(
                 x, src_len, batch_first=True, enforce_sorted=False
             )
