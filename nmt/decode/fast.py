@@ -12,7 +12,10 @@ own recurrence (`Decoder.advance`) with:
   does not pack: its weights change at every update, and for its product sizes
   oneDNN was no faster);
 * one score buffer per batch, so that the steps' [rows, V] log-probabilities
-  reuse memory instead of faulting in fresh pages at every step.
+  reuse memory instead of faulting in fresh pages at every step;
+* with `decode.precision: int8`, `Int8Linear` products instead of `Packed`
+  (nmt/decode/int8.py), and with `decode.shortlist`, an output layer cut to the
+  batch's candidate pieces (nmt/decode/shortlist.py; `columns` names them).
 
 `row_topk` ranks the candidates of beam search.
 """
