@@ -11,6 +11,7 @@ state) or the numbered checkpoints. Downloads take the same files only.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -26,7 +27,7 @@ from nmt.quoting import show_path
 # owner/name, as the hub spells repo ids (a leading dot or dash is not allowed)
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 DOWNLOAD = ["config.yaml", "*.model", "*.safetensors", "*.json", "*.md"]
-EXTRAS = ("results.json", "log.jsonl", "training_curve.png")
+EXTRAS = ("log.jsonl", "training_curve.png")
 
 
 def resolve(name: str | Path) -> Path:
@@ -99,13 +100,13 @@ def stage(model_dir: Path, repo_id: str, out: Path, license: str) -> list[Path]:
         if other.name != "best.safetensors":
             load_checkpoint(other)
             shutil.copy2(other, out / other.name)
-    results = results_of(model_dir, cfg)
+    results = results_of(model_dir, cfg)  # this run's scores, or None
+    if results is not None:  # the very numbers the card shows
+        text = json.dumps(results, indent=2) + "\n"
+        (out / "results.json").write_text(text, encoding="utf-8")
     for name in EXTRAS:
-        src = model_dir / name
-        if name == "results.json" and results is not None:
-            src = model_dir / name if src.is_file() else model_dir.parent / name
-        if src.is_file():
-            shutil.copy2(src, out / name)
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, out / name)
     recipe = (model_dir / "config.yaml").read_text(encoding="utf-8")
     card = card_text(cfg, recipe, results, repo_id, license)
     (out / "README.md").write_text(card, encoding="utf-8")
