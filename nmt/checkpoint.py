@@ -10,6 +10,7 @@ still load: `find` looks for both.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -34,13 +35,15 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _safetensors_bytes(obj) if path.suffix == SAFETENSORS else None
+        if path.suffix == SAFETENSORS:
+            data = _safetensors_bytes(obj)
+        else:  # serialized first: torch's writer reports a full disk as a bad offset
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            data = buf.getbuffer()
         with atomic(path) as f:
-            if data is None:
-                torch.save(obj, f)
-            else:
-                f.write(data)
-    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as either
+            f.write(data)
+    except (OSError, RuntimeError) as e:
         reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
         kept = " (the previous one is kept)" if path.exists() else ""
         raise NmtError(f"cannot write checkpoint {path}: {reason}{kept}") from None

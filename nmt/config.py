@@ -6,8 +6,7 @@ so recipes state only what differs. Unknown keys, wrong types and out-of-range
 values raise `NmtError` naming the file, the line and the key (and the closest
 valid key for a typo), or the `--set` item they came from; `validate` then checks
 the rules that span keys. How a file is read (bounded, YAML 1.2 numbers and
-booleans) is nmt.yamlfile's; how a raw mapping is checked against the dataclasses
-is nmt.schema's.
+booleans) is nmt.yamlfile's; checking a mapping against the dataclasses, schema's.
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ class DataConfig:
     max_len: int = key(100, "drop training pairs longer than this (subwords)", lo=1)
     max_ratio: float = key(3.0, "drop training pairs of a longer length ratio", lo=1.0)
     dedup: bool = key(False, "drop repeated training pairs")
+    num_proc: int = key(0, "processes that encode the corpus (0: all cores)", lo=0)
 
 
 @dataclass

@@ -326,7 +326,7 @@ def test_data_file_unreadable(tmp_path, corpus, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, *a, **k)
 
-        monkeypatch.setattr(nmt.data.textfiles, "open", denied, raising=False)
+        monkeypatch.setattr(nmt.data.stream, "open", denied, raising=False)
     try:
         line = prepare_error(files_recipe(tmp_path))
     finally:
@@ -387,7 +387,6 @@ def _fill_after(monkeypatch, disk, owner, name):
 @pytest.mark.parametrize(
     "stage, written",
     [
-        ("read", "data/hf"),  # datasets' tables of the raw text
         ("tokenizer", "spm.model"),
         ("arrow", "arrow"),
         ("stats", "stats.json"),
@@ -399,14 +398,12 @@ def test_disk_full_while_preparing(
     work = small_disk / "work"
     recipe = files_recipe(tmp_path, workdir=work)
     with monkeypatch.context() as m:
-        if stage == "read":
-            _fill_before(m, small_disk, nmt.data.corpus, "load_raw")
-        elif stage == "tokenizer":
+        if stage == "tokenizer":
             _fill_before(m, small_disk, nmt.data.corpus, "train_tokenizer")
         elif stage == "arrow":
-            _fill_before(m, small_disk, datasets.DatasetDict, "save_to_disk")
+            _fill_before(m, small_disk, nmt.data.corpus, "encode")
         else:
-            _fill_after(m, small_disk, datasets.DatasetDict, "save_to_disk")
+            _fill_before(m, small_disk, nmt.data.corpus, "_write_stats")
         line = prepare_error(recipe, corpus)
     assert "no space left on device while writing" in line
     assert line.rstrip().endswith(written), line
@@ -523,8 +520,7 @@ def built(tmp_path_factory):
 
 
 def _truncate_train(cache: Path) -> None:
-    (f,) = (cache / "arrow" / "train").glob("*.arrow")
-    _cut_in_half(f)
+    _cut_in_half(cache / "arrow" / "train.arrow")
 
 
 @pytest.mark.parametrize(
@@ -532,7 +528,7 @@ def _truncate_train(cache: Path) -> None:
     [
         lambda c: shutil.rmtree(c / "arrow"),
         _truncate_train,
-        lambda c: shutil.rmtree(c / "arrow" / "valid"),
+        lambda c: (c / "arrow" / "valid.arrow").unlink(),
         lambda c: (c / "stats.json").write_text("{"),
         lambda c: (c / "spm.model").write_bytes(os.urandom(3000)),
         lambda c: (c / "spm.model").unlink(),
@@ -557,19 +553,6 @@ def test_damaged_cache_is_named_not_deleted(tmp_path, built, damage):
     assert f"the cached corpus at {cache} is damaged" in line
     assert "delete that folder to rebuild it" in line
     assert_unchanged(before, cache)
-
-
-def test_damaged_raw_text_cache(tmp_path, built):
-    """datasets' table of a raw file, under <workdir>/data/hf, cut short."""
-    tmp, recipe = built
-    work = tmp_path / "work"
-    shutil.copytree(tmp / "work", work)
-    for f in (work / "data" / "hf").rglob("generator-train.arrow"):
-        _cut_in_half(f)
-    line = prepare_error(
-        recipe, tmp / "c", args=("--set", f"workdir={work}", "--set", "data.max_len=90")
-    )
-    assert f"the cache at {work / 'data' / 'hf'} is damaged" in line
 
 
 # ------------------------------------------------------------ 9. hub

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import datasets
 from pyarrow.lib import ArrowException
+from tqdm import tqdm
 
 from nmt.config import Config
-from nmt.data.clean import clean, encode_splits, text_column
-from nmt.data.sources import load_raw, origin, source_stamp
+from nmt.data import stream
+from nmt.data.sources import load_sources, origin, source_stamp
+from nmt.data.stream import Rules, encode, processes, sample
 from nmt.data.tokenizer import Tokenizer, train_tokenizer, write_error
 from nmt.errors import NmtError
 from nmt.files import process_alive
@@ -53,12 +56,14 @@ def cache_key(cfg: Config) -> str:
     ids (data, tokenizer, input files' sizes and times), and nothing else."""
     data = cfg.to_dict()["data"]
     data.pop("reverse_source")  # applied when batching; the ids do not change
+    data.pop("num_proc")  # the same cache on any number of processes
     blob = json.dumps(
         {
             "data": data,
             "tokenizer": cfg.to_dict()["tokenizer"],
             "files": source_stamp(cfg),
             "recipe_dir": cfg.recipe_dir if cfg.data.source != "toy" else "",
+            "layout": 2,  # one Arrow stream file per split (nmt.data.stream)
         },
         sort_keys=True,
     )
@@ -173,7 +178,12 @@ def _load(root: Path) -> Corpus:
     deleted (it is the user's disk: they decide)."""
     try:
         stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
-        splits = datasets.load_from_disk(str(root / "arrow"))
+        splits = datasets.DatasetDict(
+            {
+                key: datasets.Dataset.from_file(str(root / "arrow" / f"{key}.arrow"))
+                for key in stats["counts"]
+            }
+        )
         for key, n in stats["counts"].items():
             if len(splits[key]) != n["kept"]:
                 raise ValueError(f"{key} has {len(splits[key])} rows, not {n['kept']}")
@@ -190,33 +200,66 @@ def _load(root: Path) -> Corpus:
     return Corpus(splits, tok, test_names, stats)
 
 
+def _bar(desc: str, total: int | None = None, split: str = "train") -> tqdm:
+    """A progress bar in pairs on stderr; none for the small splits."""
+    return tqdm(
+        disable=split != "train",
+        total=total,
+        desc=desc,
+        unit="pair",
+        unit_scale=True,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        file=sys.stderr,
+    )
+
+
 def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     """Read, clean, tokenize and encode the corpus into the empty folder root."""
-    hf = Path(cfg.workdir) / "data" / "hf"  # datasets' tables of the raw text
+    d, tc = cfg.data, cfg.tokenizer
+    hf = Path(cfg.workdir) / "data" / "hf"  # datasets' tables of hub/toy text
     with _writing(hf, cache=True):
-        raw, test_names = load_raw(cfg, hf)
+        sources, test_names = load_sources(cfg, hf)
 
-    train = raw["train"]
-    n_raw = len(train)
-    with _writing(hf, cache=True):
-        train = clean(train, cfg.data.dedup)
-    n_clean = len(train)
+    # 1. check every line and draw the tokenizer's sample
+    with _bar("read train") as bar:
+        size = tc.input_sentence_size // 2 if tc.joint else tc.input_sentence_size
+        src, tgt, n_raw, n_clean = sample(sources["train"], size, d.dedup, bar.update)
     if n_clean == 0:
         raise NmtError(
             "the training set is empty after removing empty pairs "
             f"({n_raw} read from {origin(cfg, 'train')})"
         )
     log(
-        f"data: training tokenizer ({cfg.tokenizer.model_type}, "
-        f"vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'})"
+        f"data: training tokenizer ({tc.model_type}, vocab {tc.vocab_size}, "
+        f"{'joint' if tc.joint else 'separate'}) on {len(src)} of {n_clean} pairs"
     )
     with _writing(root):
-        tok = train_tokenizer(
-            text_column(train, "src"), text_column(train, "tgt"), root, cfg.tokenizer
-        )
-    with _writing(hf, cache=True):
-        out, counts = encode_splits(cfg, raw, train, tok, n_raw)
+        tok = train_tokenizer(src, tgt, root, tc)
+    del src, tgt
+
+    # 2. encode every split into its Arrow file
+    arrow = root / "arrow"
+    counts: dict[str, dict[str, int]] = {}
+    for key, source in sources.items():
+        rules = Rules(clean=not key.startswith("test_"))
+        if key == "train":
+            rules = Rules(True, d.max_len, d.max_ratio, d.dedup)
+        many = key == "train" and n_raw > 2 * stream.CHUNK
+        procs = processes(d.num_proc) if many else 1
+        with _writing(arrow, cache=True), _bar(f"encode {key}", n_raw, key) as bar:
+            arrow.mkdir(exist_ok=True)
+            path = arrow / f"{key}.arrow"
+            c = encode(source, rules, tok, path, procs, bar.update)
+        if key == "train":
+            counts[key] = {
+                "read": c["read"],
+                "empty_or_duplicate": c["empty"] + c["duplicate"],
+                "too_long_or_ratio": c["too_long"],
+                "kept": c["kept"],
+            }
+        else:
+            counts[key] = {"read": c["read"], "kept": c["kept"]}
     if counts["train"]["kept"] == 0:
         raise NmtError(
             "the training set is empty after filtering "
@@ -228,9 +271,6 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
             "the validation set is empty after removing empty pairs "
             f"({counts['valid']['read']} read from {origin(cfg, 'valid')})"
         )
-    splits = datasets.DatasetDict(out)
-    with _writing(root / "arrow"):
-        splits.save_to_disk(str(root / "arrow"))
     c = counts["train"]
     log(
         f"data: train {c['read']} pairs read, {c['empty_or_duplicate']} empty"
@@ -244,5 +284,10 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
         "src_vocab": tok.src_vocab_size,
         "tgt_vocab": tok.tgt_vocab_size,
     }
-    with _writing(root / "stats.json"):
-        (root / "stats.json").write_text(json.dumps(stats, indent=1))
+    _write_stats(root / "stats.json", stats)
+
+
+def _write_stats(path: Path, stats: dict) -> None:
+    """The file whose presence marks a cache complete: written last."""
+    with _writing(path):
+        path.write_text(json.dumps(stats, indent=1))

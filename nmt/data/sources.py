@@ -1,9 +1,9 @@
 """Corpus sources: the toy generator, local parallel files, or a hub dataset.
 
-Each source yields `datasets.Dataset`s with two string columns, `src` and `tgt`,
-so that a large corpus is written to Arrow and memory-mapped, never held as
-Python lists. Local files are read in `textfiles`, hub datasets in `hub`; this
-module picks the recipe's source and names the splits.
+Each split becomes a source that `nmt.data.stream` reads a chunk at a time:
+local files straight from disk (`FileSource`), hub and toy data through their
+Arrow-backed `datasets.Dataset` (`RowSource`), so a large corpus is never held
+as Python lists. This module picks the recipe's source and names the splits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import datasets
 from nmt.config import Config
 from nmt.data import toy
 from nmt.data.hub import hub_split
-from nmt.data.textfiles import file_stamp, files_split, split_files
+from nmt.data.stream import FileSource, RowSource
+from nmt.data.textfiles import file_stamp, split_files
 from nmt.errors import NmtError
 
 datasets.disable_progress_bars()
@@ -43,36 +44,38 @@ def _test_key(names: dict[str, str], name: str, key: str) -> str:
     return k
 
 
-def load_raw(
-    cfg: Config, cache_dir: Path
-) -> tuple[datasets.DatasetDict, dict[str, str]]:
-    """All splits as text, plus a map from test split key to its display name."""
+def load_sources(cfg: Config, cache_dir: Path) -> tuple[dict, dict[str, str]]:
+    """Every split's source, plus a map from test split key to its display name."""
     d = cfg.data
     names: dict[str, str] = {}
-    out: dict[str, datasets.Dataset] = {}
+    out: dict = {}
     if d.source == "toy":
         t = d.toy
         splits = toy.generate(t.seed, t.train_size, t.valid_size, t.test_size)
         for name, pairs in splits.items():
             key = name if name != "test" else split_key("test")
-            out[key] = datasets.Dataset.from_dict(
-                {"src": [s for s, _ in pairs], "tgt": [x for _, x in pairs]}
+            out[key] = RowSource(
+                datasets.Dataset.from_dict(
+                    {"src": [s for s, _ in pairs], "tgt": [x for _, x in pairs]}
+                )
             )
         names[split_key("test")] = "test"
     elif d.source == "files":
         f = d.files
-        out["train"] = files_split(cfg, f.train, cache_dir, "data.files.train")
-        out["valid"] = files_split(cfg, f.valid, cache_dir, "data.files.valid")
-        for name in d.files.test:
-            key = _test_key(names, name, "data.files.test")
-            out[key] = files_split(cfg, name, cache_dir, "data.files.test")
+        for key, prefix, rkey in [
+            ("train", f.train, "data.files.train"),
+            ("valid", f.valid, "data.files.valid"),
+            *[(None, t, "data.files.test") for t in f.test],
+        ]:
+            key = key or _test_key(names, prefix, rkey)
+            out[key] = FileSource(split_files(cfg, prefix, rkey), rkey)
     else:
-        out["train"] = hub_split(cfg, d.hub.train_split, cache_dir)
-        out["valid"] = hub_split(cfg, d.hub.valid_split, cache_dir)
+        out["train"] = RowSource(hub_split(cfg, d.hub.train_split, cache_dir))
+        out["valid"] = RowSource(hub_split(cfg, d.hub.valid_split, cache_dir))
         for name in d.hub.test_splits:
             key = _test_key(names, name, "data.hub.test_splits")
-            out[key] = hub_split(cfg, name, cache_dir)
-    return datasets.DatasetDict(out), names
+            out[key] = RowSource(hub_split(cfg, name, cache_dir))
+    return out, names
 
 
 def origin(cfg: Config, split: str) -> str:

@@ -67,6 +67,8 @@ class Trainer:
         train = corpus.splits["train"]
         self.src_len: np.ndarray = train.data.column("src_len").to_numpy()
         self.tgt_len: np.ndarray = train.data.column("tgt_len").to_numpy()
+        # the id columns only, read row by row from the memory-mapped table
+        self._ids = train.data.table.select(["src_ids", "tgt_ids"])
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row (not saved: resets on resume)
         self._stop_signal: int | None = None
@@ -107,7 +109,7 @@ class Trainer:
 
     def _batch(self, idx: np.ndarray) -> Batch:
         """The batch of training rows `idx` (this rank's share), on the device."""
-        rows = self.corpus.splits["train"][self.dist.share(idx).tolist()]
+        rows = self._ids.take(self.dist.share(idx)).to_pydict()
         b = collate(rows["src_ids"], rows["tgt_ids"], self.cfg.data.reverse_source)
         return b.to(self.device)
 
