@@ -200,6 +200,14 @@ def _load(root: Path) -> Corpus:
     return Corpus(splits, tok, test_names, stats)
 
 
+def _large(source) -> bool:
+    """Worth worker processes: more than two chunks (local files by size)."""
+    if isinstance(source, stream.FileSource):
+        size = sum(p.stat().st_size for p in source.paths)
+        return size > 2 * stream.CHUNK * 50  # ~50 bytes a pair: gzip, short lines
+    return len(source.ds) > 2 * stream.CHUNK
+
+
 def _bar(desc: str, total: int | None = None, split: str = "train") -> tqdm:
     """A progress bar in pairs on stderr; none for the small splits."""
     return tqdm(
@@ -224,7 +232,10 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     # 1. check every line and draw the tokenizer's sample
     with _bar("read train") as bar:
         size = tc.input_sentence_size // 2 if tc.joint else tc.input_sentence_size
-        src, tgt, n_raw, n_clean = sample(sources["train"], size, d.dedup, bar.update)
+        procs = processes(d.num_proc) if _large(sources["train"]) else 1
+        src, tgt, n_raw, n_clean = sample(
+            sources["train"], size, d.dedup, procs, bar.update
+        )
     if n_clean == 0:
         raise NmtError(
             "the training set is empty after removing empty pairs "
@@ -245,8 +256,8 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
         rules = Rules(clean=not key.startswith("test_"))
         if key == "train":
             rules = Rules(True, d.max_len, d.max_ratio, d.dedup)
-        many = key == "train" and n_raw > 2 * stream.CHUNK
-        procs = processes(d.num_proc) if many else 1
+        procs = processes(d.num_proc) if n_raw > 2 * stream.CHUNK else 1
+        procs = procs if key == "train" else 1
         with _writing(arrow, cache=True), _bar(f"encode {key}", n_raw, key) as bar:
             arrow.mkdir(exist_ok=True)
             path = arrow / f"{key}.arrow"

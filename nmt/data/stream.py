@@ -1,18 +1,17 @@
-"""A split's pairs streamed through chunks: read, sampled, encoded, written.
+"""A split's pairs streamed through chunks: counted, sampled, encoded, written.
 
 Nothing here holds a whole corpus. A split is read a chunk of `CHUNK` pairs at a
-time (for local files, blocks of raw bytes cut at line ends; for hub and toy
-data, slices of their Arrow table). The training split is read twice:
+time (local files as blocks of raw bytes cut at line ends, hub and toy data as
+slices of their Arrow table), and the chunks run on `data.num_proc` worker
+processes, their results taken in chunk order (so nothing depends on the number
+of processes). The training split is read three times:
 
-1. `sample()` checks every line (UTF-8, TSV columns, parallel line counts) and
-   keeps a bounded random sample of its non-empty pairs for sentencepiece
-   (bottom-k on random keys, so the sample does not depend on the chunking);
-2. `encode()` strips, drops empty pairs, encodes, filters by length and ratio
-   and writes Arrow record batches to one file, chunk by chunk, on
-   `data.num_proc` worker processes (results are written in chunk order, so
-   the file does not depend on the number of processes). With `dedup`, every
-   kept pair's 64-bit hash is collected (8 bytes a pair) and a second pass
-   drops all but the first copy of each pair.
+1. its lines counted (parallel files must agree) at memchr speed;
+2. `sample()`: every line checked (UTF-8, TSV columns), and a bounded uniform
+   sample of the non-empty pairs drawn for sentencepiece by per-chunk random keys;
+3. `encode()`: strip, drop empty pairs, encode, filter by length and ratio, and
+   write Arrow record batches to one file. With `dedup`, the main process keeps
+   a 64-bit hash of every pair it wrote (8 bytes a pair) and drops repeats.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import signal
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -38,21 +39,21 @@ CHUNK = 100_000  # pairs per chunk
 _BLOCK = 1 << 24  # bytes read at once
 
 
-def _blocks(path: Path, lines: int) -> Iterator[tuple[int, bytes]]:
-    """(first line number, raw bytes of `lines` lines) through a file; the last
-    blob has fewer lines and may lack its final newline."""
+def _raw(path: Path) -> Iterator[bytes]:
+    """A file's bytes, _BLOCK at a time (gunzipped for .gz); a read error is one
+    NmtError naming the file and the line."""
     gz = path.suffix == ".gz"
     try:
         f = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
     except OSError as e:
         raise NmtError(f"cannot read data file {path}: {strerror(e)}") from None
-    done, rest = 0, b""  # lines yielded; bytes after the last full chunk
+    lines = 0  # in the blocks before this one
     with f:
         while True:
             try:
                 block = f.read(_BLOCK)
             except gzip.BadGzipFile as e:
-                if done == 0 and not rest:
+                if lines == 0:
                     raise NmtError(
                         f"{path} is not a gzip file, though its name ends in .gz "
                         "(compress it with gzip, or drop the .gz)"
@@ -61,19 +62,36 @@ def _blocks(path: Path, lines: int) -> Iterator[tuple[int, bytes]]:
             except (EOFError, zlib.error) as e:
                 raise NmtError(broken_gzip(path, _good_lines(path), e)) from None
             except OSError as e:
-                where = done + rest.count(b"\n") + 1
                 raise NmtError(
-                    f"{path}, line {where}: cannot read: {strerror(e)}"
+                    f"{path}, line {lines + 1}: cannot read: {strerror(e)}"
                 ) from None
             if not block:
-                break
-            buf = rest + block if rest else block
-            ends = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
-            start = 0
-            for i in range(lines - 1, len(ends), lines):
-                yield done + 1, buf[start : ends[i] + 1]
-                done, start = done + lines, int(ends[i]) + 1
-            rest = buf[start:]
+                return
+            lines += block.count(b"\n")
+            yield block
+
+
+def count_lines(path: Path) -> int:
+    """A file's lines (a last line without its newline counts), at memchr speed."""
+    n, last = 0, b"\n"
+    for block in _raw(path):
+        n += block.count(b"\n")
+        last = block[-1:]
+    return n + (last != b"\n")
+
+
+def _blocks(path: Path, lines: int) -> Iterator[tuple[int, bytes]]:
+    """(first line number, raw bytes of `lines` lines) through a file; the last
+    blob has fewer lines and may lack its final newline."""
+    done, rest = 0, b""  # lines yielded; bytes after the last full chunk
+    for block in _raw(path):
+        buf = rest + block if rest else block
+        ends = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+        start = 0
+        for i in range(lines - 1, len(ends), lines):
+            yield done + 1, buf[start : ends[i] + 1]
+            done, start = done + lines, int(ends[i]) + 1
+        rest = buf[start:]
     if rest:
         yield done + 1, rest
 
@@ -109,7 +127,9 @@ def _lines(blob: bytes, path: str, first: int) -> list[str]:
     out = text.split("\n")
     if text.endswith("\n"):
         out.pop()
-    return [s[:-1] if s.endswith("\r") else s for s in out]
+    if "\r" in text:  # Windows line ends
+        return [s[:-1] if s.endswith("\r") else s for s in out]
+    return out
 
 
 def _tsv(lines: list[str], path: str, first: int) -> tuple[list[str], list[str]]:
@@ -163,6 +183,23 @@ class FileSource:
         if not some:
             raise no_lines(self.paths, self.key)
 
+    def count(self) -> int:
+        """The pairs (lines); parallel files of different lengths are an error."""
+        counts = [count_lines(p) for p in self.paths]
+        if len(set(counts)) > 1:
+            for p in self.paths:  # a bad byte first: maybe one is not text at all
+                for first, blob in _blocks(p, CHUNK):
+                    _lines(blob, str(p), first)
+                    break
+            sp, tp = self.paths
+            raise NmtError(
+                f"parallel files differ in length: {sp} has {counts[0]} lines, "
+                f"{tp} has {counts[1]}"
+            )
+        if counts[0] == 0:
+            raise no_lines(self.paths, self.key)
+        return counts[0]
+
     def _chunks(self) -> Iterator[Raw]:
         if len(self.paths) == 1:
             p = self.paths[0]
@@ -174,23 +211,15 @@ class FileSource:
         for x in a:
             y = next(b, None)
             if y is None or _count(x[1]) != _count(y[1]):
-                _lines(x[1], str(sp), x[0])  # a bad byte first: maybe not text
-                if y is not None:
-                    _lines(y[1], str(tp), y[0])
                 break
             yield ("text", x[0], str(sp), x[1], str(tp), y[1])
         else:
             if next(b, None) is None:
                 return
         raise NmtError(
-            f"parallel files differ in length: {sp} has {_total(sp)} lines, "
-            f"{tp} has {_total(tp)}"
+            f"parallel files differ in length: {sp} has {count_lines(sp)} lines, "
+            f"{tp} has {count_lines(tp)}"
         )
-
-
-def _total(path: Path) -> int:
-    """The lines of a file (for the misalignment message)."""
-    return sum(_count(blob) for _, blob in _blocks(path, CHUNK))
 
 
 @dataclass
@@ -199,46 +228,97 @@ class RowSource:
 
     ds: object  # datasets.Dataset with src and tgt columns
 
+    def count(self) -> int:
+        return len(self.ds)
+
     def chunks(self) -> Iterator[Raw]:
         for i, batch in enumerate(self.ds.iter(batch_size=CHUNK)):
             yield ("rows", i * CHUNK + 1, batch["src"], batch["tgt"])
 
 
+# ------------------------------------------------------------ running chunks
+
+
+def processes(num_proc: int) -> int:
+    """data.num_proc, where 0 means every core this process may use."""
+    return num_proc or len(os.sched_getaffinity(0))
+
+
+def _quiet() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's
+
+
+def _ordered(source, work: Callable, args: Callable[[], tuple], num_proc: int):
+    """work(raw, chunk index, *args()) for every chunk of source, results in
+    chunk order; on num_proc processes with at most two chunks per process in
+    flight, so memory stays flat however long the split."""
+    if num_proc <= 1:
+        for i, raw in enumerate(source.chunks()):
+            yield work(raw, i, *args())
+        return
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=_quiet) as pool:
+        pending: deque = deque()
+        try:
+            for i, raw in enumerate(source.chunks()):
+                pending.append(pool.submit(work, raw, i, *args()))
+                if len(pending) >= 2 * num_proc:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
 # ------------------------------------------------------------ the sample
 
 
+def _sample_chunk(raw: Raw, index: int, p: float):
+    """A chunk checked, with its pair count, its non-empty count, and its pairs
+    in the sample: the non-empty ones whose random key is below p."""
+    s, t = pairs(raw)
+    keys = np.random.default_rng([0, index]).random(len(s))
+    empty = [i for i, (a, b) in enumerate(zip(s, t)) if _blank(a) or _blank(b)]
+    drawn = keys < p
+    drawn[empty] = False
+    take = np.flatnonzero(drawn)
+    src, tgt = [s[i].strip() for i in take], [t[i].strip() for i in take]
+    return len(s), len(s) - len(empty), keys[take], take + (raw[1] - 1), src, tgt
+
+
+def _blank(line: str) -> bool:
+    return not line or line.isspace()  # empty once stripped, without the copy
+
+
 def sample(
-    source, size: int, dedup: bool, progress: Callable[[int], None]
+    source, size: int, dedup: bool, num_proc: int, progress: Callable[[int], None]
 ) -> tuple[list[str], list[str], int, int]:
     """(source lines, target lines) of at most `size` random non-empty stripped
-    pairs, in corpus order, plus the pairs read and the non-empty pairs."""
-    rng = np.random.default_rng(0)
-    keys = np.empty(0)
-    pos = np.empty(0, np.int64)
-    src: list[str] = []
-    tgt: list[str] = []
+    pairs, in corpus order, plus the pairs read and the non-empty pairs.
+
+    Every line is read and checked. Each pair gets a random key from its chunk's
+    own generator (so nothing depends on the number of processes); the pairs
+    with keys below p = 1.1 size / pairs are drawn, and of those the `size` with
+    the smallest keys kept: a uniform sample of `size` (fewer when more than a
+    tenth of the pairs are empty), never a list of the whole corpus."""
+    n = source.count()
+    p = 2.0 if n <= size else 1.1 * size / n
+    keys, pos, src, tgt = [], [], [], []
     read = kept = 0
-    for raw in source.chunks():
-        s, t = pairs(raw)
-        read += len(s)
-        progress(len(s))
-        s = [x.strip() for x in s]
-        t = [x.strip() for x in t]
-        full = [i for i in range(len(s)) if s[i] and t[i]]
-        k = rng.random(len(full))
-        full_yet = len(keys) >= size
-        take = np.flatnonzero(k < keys.max()) if full_yet else np.arange(len(k))
-        keys = np.concatenate([keys, k[take]])
-        pos = np.concatenate([pos, kept + take])
-        src += [s[full[i]] for i in take]
-        tgt += [t[full[i]] for i in take]
-        kept += len(full)
-        if len(keys) > size:
-            best = np.sort(np.argpartition(keys, size - 1)[:size])
-            keys, pos = keys[best], pos[best]
-            src, tgt = [src[i] for i in best], [tgt[i] for i in best]
-    order = np.argsort(pos, kind="stable")
-    src, tgt = [src[i] for i in order], [tgt[i] for i in order]
+    for r, full, k, at, s, t in _ordered(source, _sample_chunk, lambda: (p,), num_proc):
+        read, kept = read + r, kept + full
+        progress(r)
+        keys.append(k)
+        pos.append(at)
+        src += s
+        tgt += t
+    keys, pos = np.concatenate(keys), np.concatenate(pos)
+    best = np.arange(len(keys))
+    if len(keys) > size:  # the smallest keys, in corpus order
+        best = np.sort(np.argpartition(keys, size - 1)[:size])
+    src, tgt = [src[i] for i in best], [tgt[i] for i in best]
     if dedup:
         seen: set[tuple[str, str]] = set()
         first = [p not in seen and not seen.add(p) for p in zip(src, tgt)]
@@ -260,14 +340,15 @@ class Rules:
     dedup: bool = False
 
 
-_TOK = None  # the worker's tokenizer
+_TOKENIZERS: dict = {}  # a process's tokenizers, by their model files
 
 
-def _init(src_model: str, tgt_model: str) -> None:
-    global _TOK
-    from nmt.data.tokenizer import Tokenizer
+def _tokenizer(models: tuple[str, str]):
+    if models not in _TOKENIZERS:
+        from nmt.data.tokenizer import Tokenizer
 
-    _TOK = Tokenizer(Path(src_model), Path(tgt_model))
+        _TOKENIZERS[models] = Tokenizer(Path(models[0]), Path(models[1]))
+    return _TOKENIZERS[models]
 
 
 def _ids(ids: list[list[int]], kind) -> pa.ListArray:
@@ -278,9 +359,10 @@ def _ids(ids: list[list[int]], kind) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-def encode_chunk(raw: Raw, rules: Rules, tok=None):
+def encode_chunk(raw: Raw, index: int, rules: Rules, models: tuple[str, str]):
     """One chunk -> (record batch, counts, hashes of its rows or None)."""
-    tok = tok or _TOK
+    del index
+    tok = _tokenizer(models)
     s, t = pairs(raw)
     read = len(s)
     empty = too_long = 0
@@ -331,9 +413,30 @@ def encode_chunk(raw: Raw, rules: Rules, tok=None):
     return batch, {"read": read, "empty": empty, "too_long": too_long}, hashes
 
 
-def processes(num_proc: int) -> int:
-    """data.num_proc, where 0 means every core this process may use."""
-    return num_proc or len(os.sched_getaffinity(0))
+class _Seen:
+    """The 64-bit hashes of the pairs kept so far (8 bytes a pair), as sorted
+    runs merged like a binary counter: O(log n) runs to search."""
+
+    def __init__(self):
+        self.runs: list[np.ndarray] = []
+
+    def first(self, h: np.ndarray) -> np.ndarray:
+        """Which of h are seen neither before nor earlier in h; remembers them."""
+        order = np.argsort(h, kind="stable")  # sorted needles search fast
+        hs = h[order]
+        new = np.ones(len(h), bool)
+        new[1:] = hs[1:] != hs[:-1]  # the first of equal hashes (a stable sort)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, hs), len(run) - 1)
+            new &= run[at] != hs
+        if new.any():
+            self.runs.append(hs[new])
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            b, a = self.runs.pop(), self.runs.pop()
+            self.runs.append(np.sort(np.concatenate([a, b]), kind="stable"))
+        out = np.empty(len(h), bool)
+        out[order] = new
+        return out
 
 
 def encode(
@@ -344,74 +447,34 @@ def encode(
     num_proc: int = 1,
     progress: Callable[[int], None] = lambda n: None,
 ) -> dict[str, int]:
-    """Encode a split into the Arrow file `path`; its counts."""
+    """Encode a split into the Arrow file `path`; its counts. With dedup, a
+    pair whose hash was kept before is dropped as its chunk is written."""
     counts = {"read": 0, "empty": 0, "too_long": 0, "duplicate": 0, "kept": 0}
-    hashes: list[np.ndarray] = []
+    seen = _Seen()
     writer = None
-    tmp = path.with_name(path.name + ".undup") if rules.dedup else path
 
     def write(result) -> None:
         nonlocal writer
         batch, c, h = result
+        if h is not None:
+            new = seen.first(h)
+            counts["duplicate"] += int(len(new) - new.sum())
+            batch = batch.filter(pa.array(new))
         if writer is None:
-            writer = pa.ipc.new_stream(str(tmp), batch.schema)
+            writer = pa.ipc.new_stream(str(path), batch.schema)
         writer.write_batch(batch)
         for k, v in c.items():
             counts[k] += v
         counts["kept"] += len(batch)
-        if h is not None:
-            hashes.append(h)
         progress(c["read"])
 
+    models = (str(tok.src_model), str(tok.tgt_model))
     try:
-        for result in _results(source, rules, tok, num_proc):
+        for result in _ordered(source, encode_chunk, lambda: (rules, models), num_proc):
             write(result)
         if writer is None:  # no chunk at all: an empty split
-            write(encode_chunk(("rows", 1, [], []), rules, tok))
+            write(encode_chunk(("rows", 1, [], []), 0, rules, models))
     finally:
         if writer is not None:
             writer.close()
-    if rules.dedup:
-        counts["duplicate"] = _dedup(tmp, path, np.concatenate(hashes))
-        counts["kept"] -= counts["duplicate"]
     return counts
-
-
-def _results(source, rules: Rules, tok, num_proc: int):
-    """encode_chunk of every chunk, in order; on num_proc processes, at most two
-    chunks per process in flight (memory stays flat however long the split)."""
-    if num_proc <= 1:
-        for raw in source.chunks():
-            yield encode_chunk(raw, rules, tok)
-        return
-    models = (str(tok.src_model), str(tok.tgt_model))
-    with ProcessPoolExecutor(
-        num_proc, mp_context=get_context("spawn"), initializer=_init, initargs=models
-    ) as pool:
-        pending = []
-        for raw in source.chunks():
-            pending.append(pool.submit(encode_chunk, raw, rules))
-            if len(pending) >= 2 * num_proc:
-                yield pending.pop(0).result()
-        for f in pending:
-            yield f.result()
-
-
-def _dedup(tmp: Path, path: Path, hashes: np.ndarray) -> int:
-    """tmp's rows, each pair's first copy only, moved to path; the copies dropped."""
-    _, first = np.unique(hashes, return_index=True)
-    if len(first) == len(hashes):
-        os.replace(tmp, path)
-        return 0
-    keep = np.zeros(len(hashes), bool)
-    keep[first] = True
-    del first
-    with pa.ipc.open_stream(pa.OSFile(str(tmp))) as reader:
-        writer, start = pa.ipc.new_stream(str(path), reader.schema), 0
-        with writer:
-            for batch in reader:
-                mask = keep[start : start + len(batch)]
-                start += len(batch)
-                writer.write_batch(batch.filter(pa.array(mask)))
-    tmp.unlink()
-    return int(len(keep) - keep.sum())

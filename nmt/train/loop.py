@@ -69,6 +69,7 @@ class Trainer:
         self.tgt_len: np.ndarray = train.data.column("tgt_len").to_numpy()
         # the id columns only, read row by row from the memory-mapped table
         self._ids = train.data.table.select(["src_ids", "tgt_ids"])
+        self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row (not saved: resets on resume)
         self._stop_signal: int | None = None
@@ -212,12 +213,14 @@ class Trainer:
         return summary
 
     def _epoch_batches(self) -> list[np.ndarray]:
-        """The epoch's batches (row indices), in an order set by seed and epoch."""
-        t = self.cfg.train
-        sizes = (t.batch_tokens, t.batch_sentences)
-        return make_batches(
-            self.src_len, self.tgt_len, *sizes, t.seed, self.state.epoch
-        )
+        """The epoch's batches (row indices), in an order set by seed and epoch
+        (built once per epoch: seconds at millions of pairs)."""
+        t, epoch = self.cfg.train, self.state.epoch
+        if self._batches[0] != epoch:
+            sizes = (t.batch_tokens, t.batch_sentences)
+            order = make_batches(self.src_len, self.tgt_len, *sizes, t.seed, epoch)
+            self._batches = (epoch, order)
+        return self._batches[1]
 
     def _loop(self) -> str:
         t = self.cfg.train
