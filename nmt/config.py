@@ -71,7 +71,7 @@ class DataConfig:
     reverse_source: bool = key(False, "feed the source backwards (Sutskever 2014)")
     max_len: int = key(100, "drop training pairs longer than this (subwords)", lo=1)
     max_ratio: float = key(3.0, "drop training pairs of a longer length ratio", lo=1.0)
-    dedup: bool = key(False, "drop repeated training pairs")
+    dedup: bool = key(False, "drop repeated training pairs (the same pieces)")
     num_proc: int = key(0, "processes that encode the corpus (0: all cores)", lo=0)
 
 

@@ -11,13 +11,13 @@ of processes). The training split is read three times:
    sample of the non-empty pairs drawn for sentencepiece by per-chunk random keys;
 3. `encode()`: strip, drop empty pairs, encode, filter by length and ratio, and
    write Arrow record batches to one file. With `dedup`, the main process keeps
-   a 64-bit hash of every pair it wrote (8 bytes a pair) and drops repeats.
+   a 64-bit hash of the pieces of every pair it wrote (8 bytes a pair) and drops
+   repeats: pairs whose texts encode to the same pieces on both sides.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import signal
 import zlib
@@ -351,12 +351,29 @@ def _tokenizer(models: tuple[str, str]):
     return _TOKENIZERS[models]
 
 
-def _ids(ids: list[list[int]], kind) -> pa.ListArray:
+def _flat(ids: list[list[int]], kind) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of ids -> (values, offsets), as an Arrow list column stores them."""
     lens = np.fromiter(map(len, ids), np.int32, len(ids))
     offsets = np.zeros(len(ids) + 1, np.int32)
     np.cumsum(lens, out=offsets[1:])
-    values = np.fromiter(chain.from_iterable(ids), kind, int(offsets[-1]))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return np.fromiter(chain.from_iterable(ids), kind, int(offsets[-1])), offsets
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise: every bit of x moves every bit."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _row_hash(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's ids in order: the sum of a mixed
+    (position, id) per id, mixed again with the length."""
+    lens = np.diff(offsets).astype(np.uint64)
+    pos = np.arange(len(values)) - np.repeat(offsets[:-1], np.diff(offsets))
+    key = (pos.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64)
+    total = np.concatenate([[np.uint64(0)], np.cumsum(_mix(key), dtype=np.uint64)])
+    return _mix(total[offsets[1:]] - total[offsets[:-1]] + lens)
 
 
 def encode_chunk(raw: Raw, index: int, rules: Rules, models: tuple[str, str]):
@@ -386,30 +403,21 @@ def encode_chunk(raw: Raw, index: int, rules: Rules, models: tuple[str, str]):
             sl, tl = sl[keep], tl[keep]
         too_long = len(ok) - len(keep)
     kind = np.int16 if max(tok.src_vocab_size, tok.tgt_vocab_size) < 2**15 else np.int32
+    (sv, so), (tv, to) = _flat(si, kind), _flat(ti, kind)
     batch = pa.record_batch(
         [
             pa.array(s, pa.string()),
             pa.array(t, pa.string()),
-            _ids(si, kind),
-            _ids(ti, kind),
+            pa.ListArray.from_arrays(pa.array(so), pa.array(sv)),
+            pa.ListArray.from_arrays(pa.array(to), pa.array(tv)),
             pa.array(sl),
             pa.array(tl),
         ],
         names=["src", "tgt", "src_ids", "tgt_ids", "src_len", "tgt_len"],
     )
     hashes = None
-    if rules.dedup:
-        hashes = np.fromiter(
-            (
-                int.from_bytes(
-                    hashlib.blake2b(f"{a}\t{b}".encode(), digest_size=8).digest(),
-                    "little",
-                )
-                for a, b in zip(s, t)
-            ),
-            np.uint64,
-            len(s),
-        )
+    if rules.dedup:  # a repeat is a pair of the same pieces on both sides
+        hashes = _mix(_row_hash(sv, so) ^ _mix(_row_hash(tv, to)))
     return batch, {"read": read, "empty": empty, "too_long": too_long}, hashes
 
 
