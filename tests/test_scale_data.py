@@ -19,6 +19,7 @@ import nmt.data.stream
 from benchmarks.scale_corpus import write_corpus
 from nmt.config import load_config
 from nmt.data.corpus import prepare
+from nmt.data.rows import IdRows
 from tests.conftest import ROOT, TINY, _merge
 
 
@@ -104,6 +105,16 @@ def test_one_and_two_processes_write_the_same_cache(tmp_path, monkeypatch):
             assert a[k].equals(b[k]), k
     assert a["train.arrow"].num_rows == counts["kept"]
     assert a["train.arrow"].schema.field("src_ids").type == pa.list_(pa.int16())
+    # training reads rows from the memory map across the file's record batches
+    train = prepare(cfg, lambda *_: None).splits["train"]
+    assert train.data.table.column("src_ids").num_chunks > 5
+    idx = np.random.default_rng(0).choice(len(train), 500, replace=False)
+    rows = IdRows(train)
+    for col in ("src_ids", "tgt_ids"):
+        assert rows.lists(idx, col) == train[idx.tolist()][col]
+        values, lengths = rows.flat(idx, col)
+        assert lengths.tolist() == [len(r) for r in train[idx.tolist()][col]]
+        assert values.tolist() == [i for r in train[idx.tolist()][col] for i in r]
 
 
 def test_dedup_keeps_first_copies_only(tmp_path):

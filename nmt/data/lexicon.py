@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nmt.data.rows import IdRows
 from nmt.vocab import EOS
 
 LEXICON = "lexicon.safetensors"
@@ -24,16 +25,6 @@ KEEP = 100  # candidates stored per source piece, best first
 FREQUENT = 1000  # most frequent target pieces stored, most frequent first
 MAX_PAIRS = 300_000  # pairs the counts are taken from
 CHUNK = 20_000  # pairs counted at once (bounds the cross products' memory)
-
-
-def _flat(column) -> tuple[np.ndarray, np.ndarray]:
-    """A list<int> Arrow column -> (values, lengths) as numpy arrays."""
-    import pyarrow as pa
-
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = arr.offsets.to_numpy()
-    values = arr.values.to_numpy().astype(np.int64)[offsets[0] : offsets[-1]]
-    return values, np.diff(offsets)
 
 
 def _pairs(src, a, tgt, b, tgt_vocab: int) -> np.ndarray:
@@ -55,14 +46,13 @@ def build(train, src_vocab: int, tgt_vocab: int, seed: int = 0) -> dict:
     rows = np.arange(n)
     if n > MAX_PAIRS:
         rows = np.sort(np.random.default_rng(seed).choice(n, MAX_PAIRS, replace=False))
-    data = train.data.table
+    data = IdRows(train)
     keys, counts = [], []
     c_src = np.zeros(src_vocab, np.int64)
     c_tgt = np.zeros(tgt_vocab, np.int64)
     for lo in range(0, len(rows), CHUNK):
-        part = data.take(rows[lo : lo + CHUNK])
-        src, a = _flat(part.column("src_ids"))
-        tgt, b = _flat(part.column("tgt_ids"))
+        src, a = data.flat(rows[lo : lo + CHUNK], "src_ids")
+        tgt, b = data.flat(rows[lo : lo + CHUNK], "tgt_ids")
         c_src += np.bincount(src, minlength=src_vocab)
         c_tgt += np.bincount(tgt, minlength=tgt_vocab)
         k, c = np.unique(_pairs(src, a, tgt, b, tgt_vocab), return_counts=True)

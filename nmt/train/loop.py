@@ -23,6 +23,7 @@ from tqdm import tqdm
 from nmt.config import Config
 from nmt.data.batching import make_batches
 from nmt.data.corpus import Corpus, cache_key
+from nmt.data.rows import IdRows
 from nmt.errors import NmtError, StopRequested
 from nmt.model.batch import Batch, collate
 from nmt.train.build import build
@@ -67,8 +68,7 @@ class Trainer:
         train = corpus.splits["train"]
         self.src_len: np.ndarray = train.data.column("src_len").to_numpy()
         self.tgt_len: np.ndarray = train.data.column("tgt_len").to_numpy()
-        # the id columns only, read row by row from the memory-mapped table
-        self._ids = train.data.table.select(["src_ids", "tgt_ids"])
+        self._rows = IdRows(train)  # id rows read from the memory map
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row (not saved: resets on resume)
@@ -110,8 +110,9 @@ class Trainer:
 
     def _batch(self, idx: np.ndarray) -> Batch:
         """The batch of training rows `idx` (this rank's share), on the device."""
-        rows = self._ids.take(self.dist.share(idx)).to_pydict()
-        b = collate(rows["src_ids"], rows["tgt_ids"], self.cfg.data.reverse_source)
+        mine, rows = self.dist.share(idx), self._rows
+        src, tgt = rows.lists(mine, "src_ids"), rows.lists(mine, "tgt_ids")
+        b = collate(src, tgt, self.cfg.data.reverse_source)
         return b.to(self.device)
 
     def _update(self, batches: list[Batch], lr: float) -> float | None:
