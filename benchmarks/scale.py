@@ -388,6 +388,10 @@ def plot(result: dict, path: Path) -> None:
     ax2.loglog(x, [r["prepare"]["peak_tree_mib"] for r in rows], "o-", label="tree")
     ax2.loglog(x, [r["prepare"]["peak_proc_mib"] for r in rows], "s--", label="largest")
     ax2.set(xlabel="training pairs", ylabel="peak RSS (MiB)", title="prepare memory")
+    for ax, y0 in ((ax1, rows[0]["prepare"]["wall_s"]),
+                   (ax2, rows[0]["prepare"]["peak_tree_mib"])):  # fmt: skip
+        ax.loglog(x, [y0 * n / x[0] for n in x], ":", color="gray", label="linear")
+    ax2.set_ylim(100, 100_000)
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
