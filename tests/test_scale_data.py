@@ -178,3 +178,21 @@ def test_misaligned_files_found_before_any_encoding(tmp_path, procs, monkeypatch
     tgt.write_bytes(b"".join(tgt.read_bytes().splitlines(keepends=True)[:4321]))
     with pytest.raises(NmtError, match="has 5000 lines, .* has 4321"):
         prepare(load_config(recipe), lambda *_: None)
+
+
+def test_prepare_from_a_script_read_on_stdin(tmp_path):
+    """Worker processes re-import the main script; one piped into `python -` has
+    no file, so preparation runs in the one process instead of failing."""
+    recipe = scale_recipe(tmp_path, 3000, num_proc=2)
+    code = (
+        "import nmt.data.stream as st\nst.CHUNK = 500\n"
+        "from nmt.config import load_config\nfrom nmt.data.corpus import prepare\n"
+        f"c = prepare(load_config({str(recipe)!r}), lambda *_: None)\n"
+        "print(c.stats['counts']['train']['read'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-"], input=code, text=True, capture_output=True, env=env
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["3000"]

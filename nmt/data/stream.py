@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import sys
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -244,6 +245,13 @@ def processes(num_proc: int) -> int:
     return num_proc or len(os.sched_getaffinity(0))
 
 
+def _spawnable() -> bool:
+    """Whether worker processes can start: a spawned process re-imports the
+    main script, which a script read from stdin does not have on disk."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.exists(path)
+
+
 def _quiet() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's
 
@@ -252,7 +260,7 @@ def _ordered(source, work: Callable, args: Callable[[], tuple], num_proc: int):
     """work(raw, chunk index, *args()) for every chunk of source, results in
     chunk order; on num_proc processes with at most two chunks per process in
     flight, so memory stays flat however long the split."""
-    if num_proc <= 1:
+    if num_proc <= 1 or not _spawnable():
         for i, raw in enumerate(source.chunks()):
             yield work(raw, i, *args())
         return
