@@ -17,6 +17,7 @@ import datasets
 import pytest
 import yaml
 
+import nmt.data.chunks
 import nmt.data.corpus
 import nmt.data.textfiles
 import nmt.data.tokenizer
@@ -326,7 +327,7 @@ def test_data_file_unreadable(tmp_path, corpus, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path, *a, **k)
 
-        monkeypatch.setattr(nmt.data.stream, "open", denied, raising=False)
+        monkeypatch.setattr(nmt.data.chunks, "open", denied, raising=False)
     try:
         line = prepare_error(files_recipe(tmp_path))
     finally:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-import nmt.data.stream
+import nmt.data.chunks
 from benchmarks.scale_corpus import write_corpus
 from nmt.config import load_config
 from nmt.data.corpus import prepare
@@ -63,8 +63,8 @@ def test_preparing_200k_pairs_holds_no_corpus_in_memory(tmp_path, monkeypatch):
     """200k pairs are ~40 MB of text on disk, far more as Python objects; the
     Python heap of preparing them stays under 40 MB and no larger than for 50k
     pairs: a chunk (10k pairs here) and the tokenizer's sample are all it holds."""
-    monkeypatch.setattr(nmt.data.stream, "CHUNK", 10_000)
-    monkeypatch.setattr(nmt.data.stream, "_BLOCK", 1 << 20)
+    monkeypatch.setattr(nmt.data.chunks, "CHUNK", 10_000)
+    monkeypatch.setattr(nmt.data.chunks, "_BLOCK", 1 << 20)
     small, _ = _peak_heap(tmp_path / "small", 50_000)
     peak, counts = _peak_heap(tmp_path / "big", 200_000)
     corpus = sum(p.stat().st_size for p in (tmp_path / "big/corpus").glob("train.*"))
@@ -85,7 +85,7 @@ def _cache(cfg) -> dict:
 
 
 def test_one_and_two_processes_write_the_same_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(nmt.data.stream, "CHUNK", 4000)
+    monkeypatch.setattr(nmt.data.chunks, "CHUNK", 4000)
     caches = []
     for procs in (1, 2):
         d = tmp_path / f"p{procs}"
@@ -172,7 +172,7 @@ def test_two_ranks_read_disjoint_batches_covering_the_epoch(tmp_path):
 def test_misaligned_files_found_before_any_encoding(tmp_path, procs, monkeypatch):
     from nmt.errors import NmtError
 
-    monkeypatch.setattr(nmt.data.stream, "CHUNK", 1000)
+    monkeypatch.setattr(nmt.data.chunks, "CHUNK", 1000)
     recipe = scale_recipe(tmp_path, 5000, num_proc=procs)
     tgt = tmp_path / "corpus" / "train.tgt"
     tgt.write_bytes(b"".join(tgt.read_bytes().splitlines(keepends=True)[:4321]))
@@ -185,7 +185,7 @@ def test_prepare_from_a_script_read_on_stdin(tmp_path):
     no file, so preparation runs in the one process instead of failing."""
     recipe = scale_recipe(tmp_path, 3000, num_proc=2)
     code = (
-        "import nmt.data.stream as st\nst.CHUNK = 500\n"
+        "import nmt.data.chunks as ch\nch.CHUNK = 500\n"
         "from nmt.config import load_config\nfrom nmt.data.corpus import prepare\n"
         f"c = prepare(load_config({str(recipe)!r}), lambda *_: None)\n"
         "print(c.stats['counts']['train']['read'])\n"

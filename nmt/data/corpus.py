@@ -26,7 +26,7 @@ from pyarrow.lib import ArrowException
 from tqdm import tqdm
 
 from nmt.config import Config
-from nmt.data import stream
+from nmt.data import chunks
 from nmt.data.sources import load_sources, origin, source_stamp
 from nmt.data.stream import Rules, encode, processes, sample
 from nmt.data.tokenizer import Tokenizer, train_tokenizer, write_error
@@ -202,23 +202,19 @@ def _load(root: Path) -> Corpus:
 
 def _large(source) -> bool:
     """Worth worker processes: more than two chunks (local files by size)."""
-    if isinstance(source, stream.FileSource):
+    if isinstance(source, chunks.FileSource):
         size = sum(p.stat().st_size for p in source.paths)
-        return size > 2 * stream.CHUNK * 50  # ~50 bytes a pair: gzip, short lines
-    return len(source.ds) > 2 * stream.CHUNK
+        return size > 2 * chunks.CHUNK * 50  # ~50 bytes a pair: gzip, short lines
+    return len(source.ds) > 2 * chunks.CHUNK
+
+
+_BAR = {"unit": "pair", "unit_scale": True, "dynamic_ncols": True, "mininterval": 1.0}
 
 
 def _bar(desc: str, total: int | None = None, split: str = "train") -> tqdm:
     """A progress bar in pairs on stderr; none for the small splits."""
     return tqdm(
-        disable=split != "train",
-        total=total,
-        desc=desc,
-        unit="pair",
-        unit_scale=True,
-        dynamic_ncols=True,
-        mininterval=1.0,
-        file=sys.stderr,
+        desc=desc, total=total, disable=split != "train", file=sys.stderr, **_BAR
     )
 
 
@@ -256,7 +252,7 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
         rules = Rules(clean=not key.startswith("test_"))
         if key == "train":
             rules = Rules(True, d.max_len, d.max_ratio, d.dedup)
-        procs = processes(d.num_proc) if n_raw > 2 * stream.CHUNK else 1
+        procs = processes(d.num_proc) if n_raw > 2 * chunks.CHUNK else 1
         procs = procs if key == "train" else 1
         with _writing(arrow, cache=True), _bar(f"encode {key}", n_raw, key) as bar:
             arrow.mkdir(exist_ok=True)

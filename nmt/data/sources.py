@@ -15,8 +15,8 @@ import datasets
 
 from nmt.config import Config
 from nmt.data import toy
+from nmt.data.chunks import FileSource, RowSource
 from nmt.data.hub import hub_split
-from nmt.data.stream import FileSource, RowSource
 from nmt.data.textfiles import file_stamp, split_files
 from nmt.errors import NmtError
 
