@@ -200,14 +200,6 @@ def _load(root: Path) -> Corpus:
     return Corpus(splits, tok, test_names, stats)
 
 
-def _large(source) -> bool:
-    """Worth worker processes: more than two chunks (local files by size)."""
-    if isinstance(source, chunks.FileSource):
-        size = sum(p.stat().st_size for p in source.paths)
-        return size > 2 * chunks.CHUNK * 50  # ~50 bytes a pair: gzip, short lines
-    return len(source.ds) > 2 * chunks.CHUNK
-
-
 _BAR = {"unit": "pair", "unit_scale": True, "dynamic_ncols": True, "mininterval": 1.0}
 
 
@@ -225,12 +217,14 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
     with _writing(hf, cache=True):
         sources, test_names = load_sources(cfg, hf)
 
-    # 1. check every line and draw the tokenizer's sample
-    with _bar("read train") as bar:
+    # 1. count the pairs (misaligned files fail here), check every line, and
+    # draw the tokenizer's sample; worker processes pay from three chunks on
+    n_raw = sources["train"].count()
+    procs = processes(d.num_proc) if n_raw > 2 * chunks.CHUNK else 1
+    with _bar("read train", n_raw) as bar:
         size = tc.input_sentence_size // 2 if tc.joint else tc.input_sentence_size
-        procs = processes(d.num_proc) if _large(sources["train"]) else 1
         src, tgt, n_raw, n_clean = sample(
-            sources["train"], size, d.dedup, procs, bar.update
+            sources["train"], n_raw, size, d.dedup, procs, bar.update
         )
     if n_clean == 0:
         raise NmtError(
@@ -252,12 +246,12 @@ def _build(cfg: Config, root: Path, log: Callable[[str], None]) -> None:
         rules = Rules(clean=not key.startswith("test_"))
         if key == "train":
             rules = Rules(True, d.max_len, d.max_ratio, d.dedup)
-        procs = processes(d.num_proc) if n_raw > 2 * chunks.CHUNK else 1
-        procs = procs if key == "train" else 1
         with _writing(arrow, cache=True), _bar(f"encode {key}", n_raw, key) as bar:
             arrow.mkdir(exist_ok=True)
             path = arrow / f"{key}.arrow"
-            c = encode(source, rules, tok, path, procs, bar.update)
+            c = encode(
+                source, rules, tok, path, procs if key == "train" else 1, bar.update
+            )
         if key == "train":
             counts[key] = {
                 "read": c["read"],

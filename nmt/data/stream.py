@@ -97,17 +97,22 @@ def _blank(line: str) -> bool:
 
 
 def sample(
-    source, size: int, dedup: bool, num_proc: int, progress: Callable[[int], None]
+    source,
+    n: int,
+    size: int,
+    dedup: bool,
+    num_proc: int,
+    progress: Callable[[int], None],
 ) -> tuple[list[str], list[str], int, int]:
     """(source lines, target lines) of at most `size` random non-empty stripped
-    pairs, in corpus order, plus the pairs read and the non-empty pairs.
+    pairs, in corpus order, plus the pairs read and the non-empty pairs, of
+    a source of n pairs (`source.count()`).
 
     Every line is read and checked. Each pair gets a random key from its chunk's
     own generator (so nothing depends on the number of processes); the pairs
     with keys below p = 1.1 size / pairs are drawn, and of those the `size` with
     the smallest keys kept: a uniform sample of `size` (fewer when more than a
     tenth of the pairs are empty), never a list of the whole corpus."""
-    n = source.count()
     p = 2.0 if n <= size else 1.1 * size / n
     keys, pos, src, tgt = [], [], [], []
     read = kept = 0
