@@ -50,12 +50,7 @@ class HubConfig:
     train_split: str = key("train", "split names in the dataset")
     valid_split: str = key("validation", "the dev split")
     test_splits: list[str] = key(["test"], "test splits; every one is scored")
-    layout: str = one_of(
-        "auto",
-        "translation",
-        "columns",
-        doc="{lang: text}, or a column a language",
-    )
+    layout: str = one_of("auto", "translation", "columns", doc="{lang: text} | columns")
     src_field: str = key("", "column of the source text (columns; '': src_lang)")
     tgt_field: str = key("", "column of the target text (columns; '': tgt_lang)")
 
@@ -150,6 +145,7 @@ class TrainConfig:
     patience: int = key(5, "validations without BLEU gain before stopping", lo=0)
     save_every: int = key(0, "steps between checkpoints (0: at validations)", lo=0)
     keep_last: int = key(5, "numbered checkpoints kept (for nmt average)", lo=1)
+    average: int = key(0, "nmt run: average the last N if it gains on dev", lo=0)
     tensorboard: bool = key(False, "also log scalars to <model>/tensorboard/")
 
 
@@ -157,6 +153,9 @@ class TrainConfig:
 class DecodeConfig:
     beam: int = key(5, "beam size (1: greedy)", lo=1)
     length_penalty: float = key(1.0, "GNMT alpha (0: raw log-probability)", lo=0.0)
+    tune_length_penalty: list[float] = key(
+        [], "nmt run: the best of these on dev", lo=0.0
+    )
     stop: str = one_of("exact", "early", doc="when beam search stops")
     precision: str = one_of(
         "fp32", "bf16", "int8", doc="bf16, int8 (CPU): faster, or refused"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from nmt.config import Config
 from nmt.data import toy
 from nmt.data.corpus import Corpus, prepare
 from nmt.decode.translator import Translator
 from nmt.files import write_text
 from nmt.metrics import score
+from nmt.train.finish import finish, translate_set
 from nmt.train.loop import Trainer
 from nmt.workdir import locked, precheck
 
@@ -34,14 +33,7 @@ def evaluate_tests(cfg: Config, corpus: Corpus) -> list[dict]:
     results = []
     for name, test in corpus.tests:
         src, ref = list(test["src"]), list(test["tgt"])
-        with tqdm(
-            total=len(src),
-            desc=f"translate {name}",
-            unit="sent",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        ) as bar:
-            hyps = tr.translate(src, progress=bar.update)
+        hyps = translate_set(tr, src, f"translate {name}")
         write_text(Path(cfg.workdir, f"{name}.hyp"), "".join(h + "\n" for h in hyps))
         s = score(hyps, [ref])
         results.append({"name": name, "sentences": len(src), "beam": tr.beam, **s})
@@ -75,12 +67,14 @@ def _run(cfg: Config, resume: bool, log) -> dict:
         + ", ".join(f"{k} {v:.2f}" for k, v in base.items())
     )
     summary = Trainer(cfg, corpus, resume=resume, log=log).train()
+    chosen = finish(cfg, corpus, log)  # averaging and the length penalty, on dev
     results = evaluate_tests(cfg, corpus)
     out = {
         "name": cfg.name,
         "tests": results,
         "baselines": base,
         "train": summary,
+        **({"chosen_on_dev": chosen} if chosen else {}),
         "data": corpus.stats["counts"],
     }
     path = Path(cfg.workdir) / "results.json"
