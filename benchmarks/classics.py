@@ -18,6 +18,7 @@ minutes a row at 800 updates on a 2-core AVX512 EPYC.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -67,7 +68,8 @@ EFFECTS = [
 
 
 def lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
 
 
 def train(name: str, sets: list[str], steps: int, work: Path) -> dict:
@@ -106,8 +108,8 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"classics.py needs the Multi30k files in {DATA}")
     torch.set_num_threads(2)
-    src = lines(DATA / "test2016.de")
-    ref = lines(DATA / "test2016.en")
+    src = lines(DATA / "test2016.de.gz")
+    ref = lines(DATA / "test2016.en.gz")
     got: dict[str, float] = {}
     runs = {}
     for name in a.only:
