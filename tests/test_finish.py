@@ -41,7 +41,7 @@ def test_run_averages_and_tunes_on_dev_and_translate_decodes_as_scored(make_conf
     assert _dev_bleu(cfg, corpus) == tried[lp["chosen"]]
     # and the weights kept score what the averaging step said they would
     kept = max(avg["dev_bleu"], avg["best_dev_bleu"])
-    assert _dev_bleu(cfg, corpus, length_penalty=1.0) == kept
+    assert _dev_bleu(cfg, corpus, length_penalty=1.0) == kept == tried[1.0]
     saved = yaml.safe_load((cfg.model_dir / "config.yaml").read_text())
     assert saved["decode"]["length_penalty"] == lp["chosen"]
 

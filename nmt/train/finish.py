@@ -49,11 +49,17 @@ def finish(cfg: Config, corpus: Corpus, log: Callable[[str], None]) -> dict:
         return round(score(hyps, [ref])["bleu"], 2)
 
     out: dict = {}
+    known: dict[float, float] = {}  # penalty -> dev BLEU of the weights now best
     have = len(numbered(model_dir))
     if t.average > 1 and have > 1:
-        out["average"] = _average(model_dir, min(t.average, have), dev_bleu, log)
+        out["average"] = a = _average(model_dir, min(t.average, have), dev_bleu, log)
+        if "dev_bleu" in a:  # decoded at the recipe's penalty: not again
+            known[d.length_penalty] = max(a["dev_bleu"], a["best_dev_bleu"])
     if d.tune_length_penalty:
-        tried = {a: dev_bleu(BEST, a) for a in d.tune_length_penalty}
+        tried = {
+            a: known[a] if a in known else dev_bleu(BEST, a)
+            for a in d.tune_length_penalty
+        }
         # ties go to the penalty nearest the recipe's own
         chosen = max(tried, key=lambda a: (tried[a], -abs(a - d.length_penalty)))
         mine = load_model_config(model_dir)
