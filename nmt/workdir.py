@@ -185,12 +185,17 @@ def start_model_dir(cfg: Config, tok, train, data_key: str) -> None:
     write_text(cfg.model_dir / "log.jsonl", "")
 
 
+# Killed writes' leftovers: `atomic`'s files, and the average `nmt run` tries on dev.
+TEMPORARIES = (".*.tmp", ".dev-average.*.safetensors")
+
+
 def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Temporary files of writes that were killed half-way (`.NAME.*.tmp`). The
+    """Temporary files of writes that were killed half-way (`TEMPORARIES`). The
     caller holds the workdir lock, so no live writer of this workdir owns them;
     a file whose name holds the id of a live process is left alone all the same."""
     removed = []
-    for p in Path(directory).glob(".*.tmp"):
+    found = {p for pattern in TEMPORARIES for p in Path(directory).glob(pattern)}
+    for p in sorted(found):
         parts = p.name.split(".")
         pids = [int(x) for x in parts if x.isdigit()]
         if any(pid > 0 and pid != os.getpid() and process_alive(pid) for pid in pids):

@@ -72,3 +72,20 @@ def test_an_average_that_loses_changes_nothing(make_config):
     assert (d / BEST).read_bytes() == before
     assert not (d / SINGLE).exists()
     assert sorted(p.name for p in d.glob(".*")) == []
+
+
+def test_a_killed_runs_dev_average_is_removed_when_training_starts_again(tmp_path):
+    """`_average` writes `.dev-average.<pid>.safetensors` beside the model; a run
+    killed while it decoded dev leaves it, and the next run holding the workdir
+    clears it, but never one whose process still lives."""
+    import os
+
+    from nmt.workdir import remove_stale_temporaries
+
+    dead = tmp_path / ".dev-average.999999999.safetensors"
+    live = tmp_path / f".dev-average.{os.getppid()}.safetensors"
+    mine = tmp_path / BEST
+    for p in (dead, live, mine):
+        p.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert live.is_file() and mine.is_file() and not dead.exists()
