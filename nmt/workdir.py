@@ -185,8 +185,10 @@ def start_model_dir(cfg: Config, tok, train, data_key: str) -> None:
     write_text(cfg.model_dir / "log.jsonl", "")
 
 
-# Killed writes' leftovers: `atomic`'s files, and the average `nmt run` tries on dev.
-TEMPORARIES = (".*.tmp", ".dev-average.*.safetensors")
+# Killed writes' leftovers: `atomic`'s files, and the average `nmt run` tries on dev
+# (`DEV_AVERAGE.<pid>.safetensors`, nmt/train/finish.py).
+DEV_AVERAGE = ".dev-average"
+TEMPORARIES = (".*.tmp", f"{DEV_AVERAGE}.*.safetensors")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:

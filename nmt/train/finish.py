@@ -25,6 +25,7 @@ from nmt.data.corpus import Corpus
 from nmt.decode.translator import Translator
 from nmt.files import atomic
 from nmt.metrics import score
+from nmt.workdir import DEV_AVERAGE
 
 SINGLE = "best-single.safetensors"
 
@@ -81,7 +82,7 @@ def _average(model_dir: Path, n: int, dev_bleu, log) -> dict:
     if not best.is_file():  # training stopped before it validated
         return {"checkpoints": n, "kept": False}
     base = dev_bleu(BEST)
-    candidate = model_dir / f".dev-average.{os.getpid()}.safetensors"
+    candidate = model_dir / f"{DEV_AVERAGE}.{os.getpid()}.safetensors"
     try:
         average(model_dir, n, candidate.name)
         mean = dev_bleu(candidate.name)
