@@ -4,6 +4,7 @@ only has a bf16 kernel, where the CPU has bfloat16 instructions."""
 from __future__ import annotations
 
 import functools
+import sys
 
 import torch
 
@@ -66,9 +67,19 @@ def int8_works() -> bool:
     return torch.equal(y, a.int() @ b.int())
 
 
+@functools.cache
+def int8_slow() -> bool:
+    """True on an x86 CPU without VNNI (AVX512-VNNI or AVX-VNNI): there torch's int8
+    product is emulated, and int8 decodes 10-20x slower than fp32 (BENCHMARKS.md)."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    flags = _cpu_flags()
+    return probe is not None and flags is not None and "avx2" in flags and not probe()
+
+
 def require_decode_precision(device: torch.device, precision: str) -> None:
     """An NmtError naming decode.precision where this machine cannot decode in it:
-    bf16 without bfloat16 instructions, int8 off the CPU or without int8 products."""
+    bf16 without bfloat16 instructions, int8 off the CPU or without int8 products.
+    int8 on a CPU without VNNI runs, after a one-line warning on stderr."""
     if precision == "bf16":
         require_native_bf16(device, "decode.precision")
     if precision == "int8" and (device.type != "cpu" or not int8_works()):
@@ -76,6 +87,12 @@ def require_decode_precision(device: torch.device, precision: str) -> None:
         if device.type != "cpu":
             where = f"int8 decoding is for CPUs, and this runs on {device.type}"
         raise NmtError(f"decode.precision: {where}; use fp32 or bf16")
+    if precision == "int8" and int8_slow():
+        print(
+            "nmt: warning: decode.precision int8: this CPU has no VNNI instructions, "
+            "so int8 decodes about 10x slower than fp32 here; use fp32",
+            file=sys.stderr,
+        )
 
 
 def pick_device(name: str) -> torch.device:

@@ -79,6 +79,16 @@ def test_int8_is_refused_where_it_cannot_run(monkeypatch):
     assert r.code == 2 and "decode.precision" in r.error
 
 
+@pytest.mark.parametrize("slow", [True, False])
+def test_int8_warns_once_where_the_cpu_lacks_vnni(monkeypatch, slow):
+    from nmt import hardware
+
+    monkeypatch.setattr(hardware, "int8_slow", lambda: slow)
+    r = run_cli("translate", GOLDEN / "plain", "--precision", "int8", stdin=b"a\nb\n")
+    assert r.code == 0 and len(r.out.splitlines()) == 2, r.err
+    assert r.err.count("no VNNI") == (1 if slow else 0), r.err
+
+
 def _split(pairs: list[tuple[list[int], list[int]]]) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {"src_ids": [s for s, _ in pairs], "tgt_ids": [t for _, t in pairs]}
