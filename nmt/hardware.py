@@ -67,6 +67,9 @@ def int8_works() -> bool:
     return torch.equal(y, a.int() @ b.int())
 
 
+_WARNED: set[str] = set()  # the warnings this process has printed
+
+
 @functools.cache
 def int8_slow() -> bool:
     """True on an x86 CPU without VNNI (AVX512-VNNI or AVX-VNNI): there torch's int8
@@ -79,7 +82,7 @@ def int8_slow() -> bool:
 def require_decode_precision(device: torch.device, precision: str) -> None:
     """An NmtError naming decode.precision where this machine cannot decode in it:
     bf16 without bfloat16 instructions, int8 off the CPU or without int8 products.
-    int8 on a CPU without VNNI runs, after a one-line warning on stderr."""
+    int8 on a CPU without VNNI runs, after one warning line on stderr per process."""
     if precision == "bf16":
         require_native_bf16(device, "decode.precision")
     if precision == "int8" and (device.type != "cpu" or not int8_works()):
@@ -87,10 +90,11 @@ def require_decode_precision(device: torch.device, precision: str) -> None:
         if device.type != "cpu":
             where = f"int8 decoding is for CPUs, and this runs on {device.type}"
         raise NmtError(f"decode.precision: {where}; use fp32 or bf16")
-    if precision == "int8" and int8_slow():
+    if precision == "int8" and int8_slow() and "int8" not in _WARNED:
+        _WARNED.add("int8")  # once a process: `nmt run` loads a translator many times
         print(
             "nmt: warning: decode.precision int8: this CPU has no VNNI instructions, "
-            "so int8 decodes about 10x slower than fp32 here; use fp32",
+            "so int8 decodes 10-20x slower than fp32 here; use fp32",
             file=sys.stderr,
         )
 
