@@ -1,4 +1,5 @@
-"""Training survives: SIGKILL and resume, SIGTERM, averaging, torchrun with gloo."""
+"""Training survives and repeats: SIGKILL and resume, SIGTERM, averaging, torchrun
+with gloo, two runs of one recipe."""
 
 from __future__ import annotations
 
@@ -127,6 +128,32 @@ def test_average_last_k_and_translate(uninterrupted):
     )
     assert out.returncode == 0, out.stderr.decode()
     assert len(out.stdout.decode().split("\n")) == 4
+
+
+def test_two_runs_of_a_recipe_score_the_same_to_the_bit(tmp_path):
+    """`nmt run` twice, in two processes and two folders: with dropout, two
+    threads, four epochs, validation, averaging and the length
+    penalty chosen on dev, the test scores and the kept weights are the same."""
+    extra = {
+        "train": {"threads": 2, "batch_tokens": 1500, "average": 3},
+        "decode": {"tune_length_penalty": [0.6, 1.0, 1.4]},
+    }
+    out = []
+    for name in ("first", "second"):
+        res = nmt("run", recipe(tmp_path, name, **extra))
+        assert res.returncode == 0, res.stderr.decode()[-2000:]
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        best = load_checkpoint(tmp_path / name / "model" / "best.safetensors")
+        hyps = (tmp_path / name / f"{results['tests'][0]['name']}.hyp").read_text()
+        out.append((results, best["model"], hyps))
+    (a, wa, ha), (b, wb, hb) = out
+    assert ha == hb and len(ha.splitlines()) == a["tests"][0]["sentences"]
+    assert a["train"]["epochs"] >= 2 and a["train"]["steps"] == STEPS, a["train"]
+    assert [(t["bleu"], t["chrf"]) for t in a["tests"]] == [
+        (t["bleu"], t["chrf"]) for t in b["tests"]
+    ]
+    assert a["chosen_on_dev"] == b["chosen_on_dev"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_torchrun_two_processes_equal_one(tmp_path):
