@@ -131,9 +131,9 @@ def test_average_last_k_and_translate(uninterrupted):
 
 
 def test_two_runs_of_a_recipe_score_the_same_to_the_bit(tmp_path):
-    """`nmt run` twice, in two processes and two folders: with dropout, two
-    threads, four epochs, validation, averaging and the length
-    penalty chosen on dev, the test scores and the kept weights are the same."""
+    """`nmt run` twice, in two processes and two folders, with dropout, two
+    threads, several epochs, validation, averaging and the length penalty chosen
+    on dev: the test hypotheses, scores, dev choices and kept weights are equal."""
     extra = {
         "train": {"threads": 2, "batch_tokens": 1500, "average": 3},
         "decode": {"tune_length_penalty": [0.6, 1.0, 1.4]},
