@@ -14,7 +14,12 @@ import torch.nn.functional as F
 
 from nmt.checkpoint import load_checkpoint
 from nmt.data import lexicon
-from nmt.decode.int8 import Int8Linear, quantize_rows
+from nmt.decode.int8 import (
+    Int8Linear,
+    _multiplies_right,
+    kernel,
+    quantize_rows,
+)
 from nmt.decode.shortlist import Shortlist
 from nmt.decode.translator import Translator
 from nmt.hardware import int8_works
@@ -33,19 +38,44 @@ def test_quantize_rows_is_within_half_a_step():
     assert bool(((q.float() * scale - x).abs() <= scale / 2 + 1e-6).all())
 
 
-def test_int8_linear_is_the_float_product_to_quantization_error():
+KERNELS = ["int_mm"] + ([kernel()] if kernel() != "int_mm" else [])  # this CPU's
+
+
+@pytest.mark.parametrize("how", KERNELS)
+def test_int8_linear_is_the_float_product_to_quantization_error(how):
     torch.manual_seed(0)
     w, b, x = torch.randn(300, 64) * 0.1, torch.randn(300), torch.randn(20, 64)
-    lin = Int8Linear(w, b)
+    lin = Int8Linear(w, b, how)
     want = F.linear(x, w, b)
-    # error bound: each operand off by at most half its step, summed over K
+    # error bound: each operand off by at most half its step, summed over K; the
+    # step of x is per row for int_mm, over the whole input (asymmetric, 8 bits)
+    # for the engines
     sw = w.abs().amax(1) / 127
-    sx = x.abs().amax(1, keepdim=True) / 127
+    if how == "int_mm":
+        sx = x.abs().amax(1, keepdim=True) / 127
+    else:
+        sx = (x.max().clamp_min(0) - x.min().clamp_max(0)) / 255
     bound = 64 * (sx * w.abs().amax(1) / 2 + x.abs().amax(1, keepdim=True) * sw / 2)
     assert bool(((lin(x) - want).abs() <= bound + 1e-4).all())
     assert (lin(x) - want).abs().max() < 0.05 * want.abs().max()
     cols = torch.tensor([3, 0, 299, 17])
-    assert torch.equal(lin.rows(cols)(x), lin(x)[:, cols])  # the same integers
+    # the same integers: equal, or to float rounding where an engine rescales
+    got, want = lin.rows(cols)(x), lin(x)[:, cols]
+    assert torch.equal(got, want) if how == "int_mm" else torch.allclose(got, want)
+
+
+def test_the_engine_follows_the_cpu():
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
+    if amx and _multiplies_right("onednn"):
+        assert kernel() == "onednn"
+    elif vnni and _multiplies_right("fbgemm"):
+        assert kernel() == "fbgemm"
+    else:
+        assert kernel() == "int_mm"
+    engine = torch.backends.quantized.engine
+    Int8Linear(torch.randn(8, 4), None, kernel())
+    assert torch.backends.quantized.engine == engine  # prepacking leaves it alone
 
 
 @pytest.mark.parametrize("model", ["plain", "attention"])

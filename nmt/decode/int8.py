@@ -2,18 +2,29 @@
 the output layer multiply int8 by int8 with int32 accumulation.
 
 Weights are quantized once, when the FastStepper is built: symmetric, one scale
-per output row (`w ~ s_w q_w`, q_w in [-127, 127]). Activations are quantized at
-every product, one scale per input row (`x ~ s_x q_x`), so a hypothesis with
-small activations keeps its resolution. Then
+per output row (`w ~ s_w q_w`, q_w in [-127, 127]). Then, with one of three kernels
+(`kernel()` picks the fastest measured for the CPU, BENCHMARKS.md):
 
-    y = (q_x q_w^T) * s_x s_w + b
+* `onednn` (with AMX) or `fbgemm` (with VNNI): torch's own quantized linear
+  (`quantized::linear_dynamic` on weights prepacked once for that engine): the
+  activations are quantized at every product to 8 bits with one scale for the
+  whole [M, K] input (VNNI sums the int8 products in 32 bits, so all 8 are
+  safe), and the product is rescaled and biased inside the kernel.
+* `int_mm` elsewhere, or once torch drops the quantized tensors that it now
+  deprecates: plain tensor arithmetic, where the activations get
+  one scale per input row (`x ~ s_x q_x`), and
 
-with the product in int32 (`torch._int_mm`, oneDNN/fbgemm kernels with VNNI
-where the CPU has it). Per-word tables, attention and the encoder stay float32.
-It is plain tensor arithmetic: no quantized tensor types, which torch is retiring.
+      y = (q_x q_w^T) * s_x s_w + b
+
+  with the product in int32 (`torch._int_mm`).
+
+Per-word tables, attention and the encoder stay float32.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import torch
 
@@ -26,27 +37,73 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(x / scale).clamp_(-QMAX, QMAX).to(torch.int8), scale
 
 
+@functools.cache
+def kernel() -> str:
+    """The fastest engine measured on this kind of CPU (BENCHMARKS.md) that this
+    torch has and that multiplies a small product right: 'onednn' with AMX,
+    'fbgemm' with VNNI, else 'int_mm' (without VNNI it is emulated: slow)."""
+    cpu = torch.cpu
+    amx = getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    vnni = getattr(cpu, "_is_vnni_supported", lambda: False)()
+    engines = torch.backends.quantized.supported_engines
+    for how, has in (("onednn", amx), ("fbgemm", vnni)):
+        if has and how in engines and _multiplies_right(how):
+            return how
+    return "int_mm"
+
+
+def _multiplies_right(how: str) -> bool:
+    w = torch.linspace(-1, 1, 40).view(5, 8)
+    x = torch.linspace(-2, 3, 24).view(3, 8)
+    try:
+        y = Int8Linear(w, None, how)(x)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return torch.allclose(y, x @ w.t(), atol=0.05)
+
+
 class Int8Linear:
     """y = x W^T + b for x [M, in] float32 (no gradient), in int8 as above."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        how: str | None = None,
+    ):
         with torch.no_grad():
             q, scale = quantize_rows(weight.detach().float())
-        self.weight_t = q.t().contiguous()  # [in, out]: the layout _int_mm wants
-        self.scale = scale.view(-1)  # [out]
         self.bias = None if bias is None else bias.detach().float()
+        self._pack(q, scale.view(-1), how or kernel())
+
+    def _pack(self, q: torch.Tensor, scale: torch.Tensor, how: str) -> None:
+        self.q, self.scale, self.how = q, scale, how  # q [out, in], scale [out]
+        if how == "int_mm":
+            self.weight_t = q.t().contiguous()  # [in, out]: the layout _int_mm wants
+            return
+        zeros = torch.zeros(q.size(0), dtype=torch.long)
+        with warnings.catch_warnings():  # torch deprecates quantized tensors: where
+            warnings.simplefilter("ignore", UserWarning)  # gone, kernel() says int_mm
+            w = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
+        engine = torch.backends.quantized.engine
+        torch.backends.quantized.engine = how  # prepacking follows the global engine
+        try:
+            self.packed = torch.ops.quantized.linear_prepack(w, self.bias)
+        finally:
+            torch.backends.quantized.engine = engine
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        q, sx = quantize_rows(x.float())
-        y = torch._int_mm(q, self.weight_t).float()
-        y.mul_(sx).mul_(self.scale)
-        return y if self.bias is None else y.add_(self.bias)
+        if self.how == "int_mm":
+            q, sx = quantize_rows(x.float())
+            y = torch._int_mm(q, self.weight_t).float()
+            y.mul_(sx).mul_(self.scale)
+            return y if self.bias is None else y.add_(self.bias)
+        return torch.ops.quantized.linear_dynamic(x.float(), self.packed, False)
 
     def rows(self, index: torch.Tensor) -> Int8Linear:
         """The product of output rows `index` only (a shortlist), already
         quantized: no new scales."""
         out = Int8Linear.__new__(Int8Linear)
-        out.weight_t = self.weight_t[:, index].contiguous()
-        out.scale = self.scale[index]
         out.bias = None if self.bias is None else self.bias[index]
+        out._pack(self.q[index], self.scale[index], self.how)
         return out
