@@ -84,6 +84,9 @@ def test_int8_translates_close_to_float32(model):
     int8 = Translator.load(GOLDEN / model, beam=1, device="cpu", precision="int8")
     assert fp32.stepper.tables.packed["out"].__class__.__name__ == "Packed"
     assert isinstance(int8.stepper.tables.packed["out"], Int8Linear)
+    engine = kernel() != "int_mm"  # then the encoder's LSTM is int8 too
+    assert (int8.stepper.tables.encoder is not None) == engine
+    assert fp32.stepper.tables.encoder is None
     ids = fp32.tokenizer.encode_src(LINES[:8])
     from nmt.model.batch import source_tensor
 

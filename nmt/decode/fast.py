@@ -13,8 +13,9 @@ own recurrence (`Decoder.advance`) with:
   oneDNN was no faster);
 * one score buffer per batch, so that the steps' [rows, V] log-probabilities
   reuse memory instead of faulting in fresh pages at every step;
-* with `decode.precision: int8`, `Int8Linear` products instead of `Packed`
-  (nmt/decode/int8.py), and with `decode.shortlist`, an output layer cut to the
+* with `decode.precision: int8`, `Int8Linear` products instead of `Packed` and,
+  on a quantized engine, an int8 copy of the encoder's LSTM (nmt/decode/int8.py);
+  with `decode.shortlist`, an output layer cut to the
   batch's candidate pieces (nmt/decode/shortlist.py; `columns` names them).
 
 `row_topk` ranks the candidates of beam search.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nmt.decode import int8 as int8_engines
 from nmt.decode.int8 import Int8Linear
 from nmt.decode.shortlist import Shortlist
 from nmt.model.decoder import DecoderState, per_sentence
@@ -123,6 +125,7 @@ class DecodeTables:
     gates: torch.Tensor | None  # [V, G * H] W_e e for every target word e
     read: torch.Tensor | None  # [V, R] B e (Cho readout), else None
     packed: dict[str, Packed | Int8Linear]  # Decoder.products(), by name
+    encoder: torch.nn.Module | None = None  # int8: the encoder's quantized LSTM
 
 
 class FastStepper:
@@ -139,6 +142,8 @@ class FastStepper:
     ):
         self.model, self.decoder = model, model.decoder
         self.product = Int8Linear if int8 else Packed  # nmt/decode/int8.py
+        # int8 on an engine also quantizes the encoder's LSTM
+        self.engine = int8_engines.kernel() if int8 else "int_mm"
         self.shortlist = shortlist  # nmt/decode/shortlist.py
         self.columns: torch.Tensor | None = None  # this batch's shortlist, or all
         self._out: Packed | Int8Linear | None = None  # its output layer
@@ -153,6 +158,8 @@ class FastStepper:
             params += [p for p in dec.product(name) if p is not None]
         if dec.cho:
             params.append(dec.read_e.weight)
+        if self.engine != "int_mm":
+            params += list(self.model.encoder.rnn.parameters())
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
         if self.tables is not None and self.tables.key == key:
             return
@@ -168,7 +175,18 @@ class FastStepper:
                 e @ dec.w_in(0).t() if small else None,
                 dec.read_e(e) if dec.cho and small else None,
                 {name: self.product(*dec.product(name)) for name in dec.products()},
+                self._quantized_encoder(),
             )
+
+    def _quantized_encoder(self) -> torch.nn.Module | None:
+        """The encoder's LSTM in int8 on this CPU's engine; None (float32) where
+        int8 runs on `int_mm` or torch has no quantized LSTM."""
+        if self.engine == "int_mm":
+            return None
+        try:
+            return int8_engines.quantized_lstm(self.model.encoder.rnn, self.engine)
+        except (ImportError, AttributeError, RuntimeError, NotImplementedError):
+            return None
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> DecoderState:
         """src [N, S], src_len [N] -> the state, with its per-batch constants."""
@@ -179,7 +197,8 @@ class FastStepper:
         if self.shortlist is not None:
             self.columns = self.shortlist.columns(src, self.decoder.out.out_features)
             self._out = self.tables.packed["out"].rows(self.columns)
-        return self.decoder.start(self.model.encode(src, src_len))
+        state = self.model.encode(src, src_len, self.tables.encoder)
+        return self.decoder.start(state)
 
     def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The decoder's `Linear`, packed."""

@@ -18,7 +18,9 @@ per output row (`w ~ s_w q_w`, q_w in [-127, 127]). Then, with one of three kern
 
   with the product in int32 (`torch._int_mm`).
 
-Per-word tables, attention and the encoder stay float32.
+With an engine, the encoder's LSTM runs as torch's dynamic int8 LSTM on that
+engine too (`quantized_lstm`: one scale per weight matrix). Per-word tables and
+attention stay float32.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import functools
 import warnings
 
 import torch
+from torch import nn
 
 QMAX = 127.0  # symmetric int8: -127..127 (leaves -128 unused, so -q fits too)
 
@@ -107,3 +110,19 @@ class Int8Linear:
         out.bias = None if self.bias is None else self.bias[index]
         out._pack(self.q[index], self.scale[index], self.how)
         return out
+
+
+def quantized_lstm(rnn: nn.LSTM, how: str) -> nn.Module:
+    """A copy of `rnn` whose products run in int8 on engine `how` (fbgemm or
+    onednn): torch's dynamic quantized LSTM, weights quantized once."""
+    from torch.ao.quantization import quantize_dynamic  # only int8 needs it
+
+    engine = torch.backends.quantized.engine
+    torch.backends.quantized.engine = how
+    try:
+        with warnings.catch_warnings():  # deprecated, as above
+            warnings.simplefilter("ignore")
+            wrapped = nn.Sequential(rnn)  # quantize_dynamic swaps children
+            return quantize_dynamic(wrapped, {nn.LSTM}, dtype=torch.qint8)[0]
+    finally:
+        torch.backends.quantized.engine = engine

@@ -35,21 +35,26 @@ class Encoder(nn.Module):
         self.output_dim = 2 * hidden
 
     def forward(
-        self, src: torch.Tensor, src_len: torch.Tensor, outputs: bool = False
+        self,
+        src: torch.Tensor,
+        src_len: torch.Tensor,
+        outputs: bool = False,
+        rnn: nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """src [B, S], src_len [B] (CPU) -> final states [B, 2 * layers * hidden]
         and, when asked for, the top layer's outputs [B, S, 2 * hidden] (zeros
-        after each sentence's end)."""
+        after each sentence's end). `rnn` stands in for self.rnn on packed input
+        (int8 decoding's quantized copy, nmt/decode/int8.py)."""
         x = self.dropout(self.embed(src))
-        if bool((src_len == src.size(1)).all()):  # no padding: one fused call
-            out, (h, _) = self.rnn(x)
-        elif x.device.type == "cpu":  # one oneDNN call per layer and direction
-            out, h = padded_lstm(self.rnn, x, src_len, self.training)
-        else:  # cuDNN runs packed input in one call
+        if rnn is None and bool((src_len == src.size(1)).all()):  # no padding:
+            out, (h, _) = self.rnn(x)  # one fused call
+        elif rnn is None and x.device.type == "cpu":  # one oneDNN call per layer
+            out, h = padded_lstm(self.rnn, x, src_len, self.training)  # and way
+        else:  # cuDNN (and a quantized LSTM) runs packed input in one call
             packed = pack_padded_sequence(
                 x, src_len, batch_first=True, enforce_sorted=False
             )
-            out, (h, _) = self.rnn(packed)
+            out, (h, _) = (rnn or self.rnn)(packed)
             if outputs:
                 out, _ = pad_packed_sequence(
                     out, batch_first=True, total_length=src.size(1)

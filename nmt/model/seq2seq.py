@@ -42,10 +42,13 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
 
-    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> DecoderState:
-        """src [B, S] ids, src_len [B] (CPU) -> the decoder's initial state."""
+    def encode(
+        self, src: torch.Tensor, src_len: torch.Tensor, rnn: nn.Module | None = None
+    ) -> DecoderState:
+        """src [B, S] ids, src_len [B] (CPU) -> the decoder's initial state
+        (`rnn`: a stand-in for the encoder's LSTM, see Encoder)."""
         attend = self.decoder.attn is not None
-        final, memory = self.encoder(src, src_len, outputs=attend)
+        final, memory = self.encoder(src, src_len, outputs=attend, rnn=rnn)
         state = self.bridge(final)
         if attend:
             state = replace(state, memory=memory, mask=src != PAD)
