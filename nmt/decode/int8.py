@@ -25,8 +25,10 @@ attention stay float32.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -42,8 +44,8 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.cache
 def kernel() -> str:
-    """The fastest engine measured on this kind of CPU (BENCHMARKS.md) that this
-    torch has and that multiplies a small product right: 'onednn' with AMX,
+    """The engine that was fastest on this kind of CPU (BENCHMARKS.md), where this
+    torch has it and it multiplies a small product right: 'onednn' with AMX,
     'fbgemm' with VNNI, else 'int_mm' (without VNNI it is emulated: slow)."""
     cpu = torch.cpu
     amx = getattr(cpu, "_is_amx_tile_supported", lambda: False)()
@@ -53,6 +55,21 @@ def kernel() -> str:
         if has and how in engines and _multiplies_right(how):
             return how
     return "int_mm"
+
+
+@contextlib.contextmanager
+def _engine(how: str) -> Iterator[None]:
+    """Quantize and prepack for engine `how`: torch reads the choice from a global,
+    set here and restored after. torch deprecates quantized tensors (where they
+    are gone, kernel() says int_mm): its warning is not the user's business."""
+    engine = torch.backends.quantized.engine
+    torch.backends.quantized.engine = how
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UserWarning, DeprecationWarning
+            yield
+    finally:
+        torch.backends.quantized.engine = engine
 
 
 def _multiplies_right(how: str) -> bool:
@@ -85,15 +102,9 @@ class Int8Linear:
             self.weight_t = q.t().contiguous()  # [in, out]: the layout _int_mm wants
             return
         zeros = torch.zeros(q.size(0), dtype=torch.long)
-        with warnings.catch_warnings():  # torch deprecates quantized tensors: where
-            warnings.simplefilter("ignore", UserWarning)  # gone, kernel() says int_mm
+        with _engine(how):
             w = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
-        engine = torch.backends.quantized.engine
-        torch.backends.quantized.engine = how  # prepacking follows the global engine
-        try:
             self.packed = torch.ops.quantized.linear_prepack(w, self.bias)
-        finally:
-            torch.backends.quantized.engine = engine
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.how == "int_mm":
@@ -115,14 +126,8 @@ class Int8Linear:
 def quantized_lstm(rnn: nn.LSTM, how: str) -> nn.Module:
     """A copy of `rnn` whose products run in int8 on engine `how` (fbgemm or
     onednn): torch's dynamic quantized LSTM, weights quantized once."""
-    from torch.ao.quantization import quantize_dynamic  # only int8 needs it
+    with _engine(how):
+        from torch.ao.quantization import quantize_dynamic  # only int8 needs it
 
-    engine = torch.backends.quantized.engine
-    torch.backends.quantized.engine = how
-    try:
-        with warnings.catch_warnings():  # deprecated, as above
-            warnings.simplefilter("ignore")
-            wrapped = nn.Sequential(rnn)  # quantize_dynamic swaps children
-            return quantize_dynamic(wrapped, {nn.LSTM}, dtype=torch.qint8)[0]
-    finally:
-        torch.backends.quantized.engine = engine
+        wrapped = nn.Sequential(rnn)  # quantize_dynamic swaps children
+        return quantize_dynamic(wrapped, {nn.LSTM}, dtype=torch.qint8)[0]

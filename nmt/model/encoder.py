@@ -46,10 +46,11 @@ class Encoder(nn.Module):
         after each sentence's end). `rnn` stands in for self.rnn on packed input
         (int8 decoding's quantized copy, nmt/decode/int8.py)."""
         x = self.dropout(self.embed(src))
-        if rnn is None and bool((src_len == src.size(1)).all()):  # no padding:
-            out, (h, _) = self.rnn(x)  # one fused call
-        elif rnn is None and x.device.type == "cpu":  # one oneDNN call per layer
-            out, h = padded_lstm(self.rnn, x, src_len, self.training)  # and way
+        if rnn is None and bool((src_len == src.size(1)).all()):
+            out, (h, _) = self.rnn(x)  # no padding: one fused call
+        elif rnn is None and x.device.type == "cpu":
+            # one oneDNN call per layer and direction
+            out, h = padded_lstm(self.rnn, x, src_len, self.training)
         else:  # cuDNN (and a quantized LSTM) runs packed input in one call
             packed = pack_padded_sequence(
                 x, src_len, batch_first=True, enforce_sorted=False
