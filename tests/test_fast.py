@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import nmt.model.fast
-from nmt.decode.fast import FastStepper, row_topk
+from nmt.decode.fast import FastStepper, row_argmax, row_topk
 from nmt.decode.search import beam_search, greedy
 from nmt.model.batch import collate, source_tensor
 from nmt.model.fast import Dropout
@@ -184,3 +184,17 @@ def test_row_topk_values_equal_torch_topk(width):
         assert torch.equal(values, x.topk(k, dim=1).values)
         assert torch.equal(x.gather(1, index), values)
         assert all(len(set(r)) == k for r in index.tolist())  # k distinct columns
+
+
+@pytest.mark.parametrize("width", [8000, 8003, 300, 200])  # 200: 3 runs, argmax
+def test_row_argmax_equals_torch_argmax_first_maximum_on_ties(width):
+    g = torch.Generator().manual_seed(width)
+    x = torch.randint(-50, 50, (41, width), generator=g).float()  # many ties
+    x[0, :] = -5.0  # one row all ties: column 0
+    x[1, -3:] = 99.0  # the maximum in the partial last run (or the last run)
+    x[2, -1], x[2, 5] = 99.0, 99.0  # tied with a later one in the last run
+    x[3, 70], x[3, 65] = 99.0, 99.0  # two maxima in one run
+    x[4, 130], x[4, 64] = 99.0, 99.0  # the second of two maximal runs
+    index = row_argmax(x)
+    assert torch.equal(index, x.argmax(dim=1))
+    assert index[0] == 0 and index[2] == 5 and index[3] == 65 and index[4] == 64

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch
 
-from nmt.decode.fast import row_topk
+from nmt.decode.fast import row_argmax, row_topk
 from nmt.vocab import BOS, EOS
 
 Hyps = list[list[tuple[list[int], float]]]
@@ -80,7 +80,7 @@ def greedy(
     length = torch.zeros(n, dtype=torch.long, device=dev)
     for t in range(int(max_len.max())):
         logp, state = model.step(prev, state)
-        col = logp.argmax(dim=-1)  # the first maximum, on ties
+        col = row_argmax(logp)  # the first maximum, on ties
         col = torch.where(limit[alive] <= t + 1, torch.full_like(col, eos), col)
         best = logp.gather(1, col.unsqueeze(1)).squeeze(1)
         tok = col if columns is None else columns[col]

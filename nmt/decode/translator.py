@@ -221,11 +221,9 @@ class Translator:
         self, lines: list[str], progress=None
     ) -> list[list[tuple[str, float]]]:
         hyps = self._decode(self._encode(lines), self.nbest, progress)
-        out = []
-        for h in hyps:
-            texts = self.tokenizer.decode_tgt([ids for ids, _ in h])
-            out.append([(_one_line(t), sc) for t, (_, sc) in zip(texts, h)])
-        return out
+        # one call to sentencepiece for all hypotheses: one per line costs more
+        texts = iter(self.tokenizer.decode_tgt([ids for h in hyps for ids, _ in h]))
+        return [[(_one_line(next(texts)), sc) for _, sc in h] for h in hyps]
 
     def attention_model(self) -> Seq2Seq:
         """The (first) model, if it has attention; an NmtError otherwise."""
