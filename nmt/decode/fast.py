@@ -227,6 +227,24 @@ class FastStepper:
         return torch.log_softmax(logits, dim=-1, out=self._scores[:rows]), state
 
 
+def _run_maxima(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """x [N, V] -> the maximum of each full run of `chunk` columns [N, V // chunk]."""
+    n, runs = x.size(0), x.size(1) // chunk
+    return x[:, : runs * chunk].view(n, runs, chunk).amax(dim=2)
+
+
+def _run_columns(best: torch.Tensor, chunk: int, v: int) -> torch.Tensor:
+    """Runs best [N, k] -> their columns [N, k * chunk], in order, and then the
+    columns after the last full run of a row of width v (always candidates)."""
+    n, main = best.size(0), v // chunk * chunk
+    step = torch.arange(chunk, device=best.device)
+    cols = (best.unsqueeze(2) * chunk + step).view(n, -1)
+    if main < v:
+        rest = torch.arange(main, v, device=best.device).expand(n, -1)
+        cols = torch.cat([cols, rest], dim=1)
+    return cols
+
+
 def row_topk(
     x: torch.Tensor, k: int, chunk: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,17 +252,10 @@ def row_topk(
     indices may differ), faster on CPU, where a maximum over each run of `chunk`
     columns is cheap and torch.topk is not. The k runs with the largest maxima
     hold the k largest values, so only their k * chunk columns are ranked."""
-    n, v = x.shape
-    runs = v // chunk
-    if x.device.type != "cpu" or runs < 4 * k:
+    v = x.size(1)
+    if x.device.type != "cpu" or v // chunk < 4 * k:
         return x.topk(k, dim=1)
-    main = runs * chunk
-    best = x[:, :main].view(n, runs, chunk).amax(dim=2).topk(k, dim=1).indices
-    step = torch.arange(chunk, device=x.device)
-    cols = (best.unsqueeze(2) * chunk + step).view(n, k * chunk)
-    if main < v:  # the columns after the last full run are always candidates
-        rest = torch.arange(main, v, device=x.device).expand(n, -1)
-        cols = torch.cat([cols, rest], dim=1)
+    cols = _run_columns(_run_maxima(x, chunk).topk(k, dim=1).indices, chunk, v)
     values, j = x.gather(1, cols).topk(k, dim=1)
     return values, cols.gather(1, j)
 
@@ -254,15 +265,10 @@ def row_argmax(x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     where torch's argmax over wide rows is several times slower than a maximum:
     the first run of `chunk` columns whose maximum is the row's holds the row's
     first maximum, so only that run (and a partial last one) is searched."""
-    n, v = x.shape
-    runs = v // chunk
-    if x.device.type != "cpu" or runs < 4:
+    v = x.size(1)
+    if x.device.type != "cpu" or v // chunk < 4:
         return x.argmax(dim=1)
-    main = runs * chunk
-    best = x[:, :main].view(n, runs, chunk).amax(dim=2).argmax(dim=1)
-    cols = best.unsqueeze(1) * chunk + torch.arange(chunk, device=x.device)
-    if main < v:  # a larger value in the partial last run wins; an equal one not
-        rest = torch.arange(main, v, device=x.device).expand(n, -1)
-        cols = torch.cat([cols, rest], dim=1)
+    # a larger value in the partial last run wins; an equal one comes later
+    cols = _run_columns(_run_maxima(x, chunk).argmax(dim=1, keepdim=True), chunk, v)
     j = x.gather(1, cols).argmax(dim=1, keepdim=True)
     return cols.gather(1, j).squeeze(1)
