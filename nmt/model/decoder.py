@@ -284,7 +284,10 @@ class Decoder(nn.Module):
         if self.attn is not None:  # Luong without input feeding: all steps at once
             a, _ = self.attn(h, state.keys, state.memory, state.mask)
             a = a[rows]
-        read = None if state.read is None else state.read[rows[0]]
+        # index_select, not read[rows[0]]: the rows repeat, and the backward of
+        # advanced indexing adds them with atomic adds from several threads, in an
+        # order that changes under load (training was not repeatable to the bit)
+        read = None if state.read is None else state.read.index_select(0, rows[0])
         be = self.read_e(e[rows]) if self.cho else None
         return self._readout(h[rows], be, read, a, 1, self.linear)
 
