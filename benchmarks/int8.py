@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--batch-rows", type=int, default=None,
+                    help="decode.batch_rows for every variant (default: the model's)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     src, ref = _lines(a.src), _lines(a.ref)
@@ -57,7 +59,8 @@ def main() -> None:
                                             "shortlist": a.shortlist},
         f"fp32 + shortlist {a.shortlist}": {"shortlist": a.shortlist},
     }  # fmt: skip
-    loaded = {name: Translator.load(a.model_dir, device="cpu", **kw)
+    loaded = {name: Translator.load(a.model_dir, device="cpu",
+                                    batch_rows=a.batch_rows, **kw)
               for name, kw in variants.items()}  # fmt: skip
     rows = []
     for beam in a.beams:
