@@ -176,3 +176,45 @@ def test_input_feeding_needs_luong(make_config):
     """A rule across keys: config.validate refuses it as the recipe loads."""
     with pytest.raises(NmtError, match="input_feeding: true needs"):
         make_config(model={"attention": "bahdanau", "input_feeding": True})
+
+
+@pytest.mark.parametrize("dec", ["gru", "lstm"])
+@pytest.mark.parametrize("att", [None, *ATTENTION])
+def test_training_gradients_do_not_depend_on_thread_timing(dec, att):
+    """Training repeats to the bit under load only if no backward adds into one
+    element from several threads (atomic adds, whose order is the threads'
+    timing). torch's deterministic mode runs such ops serially: the gradients
+    must be the same with it and without it. Big enough (about 45,000 readout
+    elements) for torch to split the work between two threads."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=32)
+    if att:
+        cfg.attention, cfg.attention_score, cfg.input_feeding = att
+    cfg.encoder.hidden, cfg.decoder.type = 32, dec
+    cfg.decoder.hidden, cfg.decoder.readout = 64, 64
+    model = build_model(cfg, 200, 200).train()
+    rng = np.random.default_rng(0)
+    lens = rng.integers(3, 21, size=64)
+    batch = collate(
+        [list(rng.integers(4, 200, size=n)) for n in lens],
+        [list(rng.integers(4, 200, size=n)) for n in lens],
+        reverse=False,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+
+    def grads(deterministic: bool) -> dict[str, torch.Tensor]:
+        torch.use_deterministic_algorithms(deterministic)
+        try:
+            torch.manual_seed(5)  # the same dropout masks
+            model.zero_grad()
+            model(batch, 0.1).backward()
+        finally:
+            torch.use_deterministic_algorithms(False)
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    try:
+        serial, threaded = grads(True), grads(False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [n for n in serial if not torch.equal(serial[n], threaded[n])] == []
