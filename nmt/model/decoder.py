@@ -284,9 +284,7 @@ class Decoder(nn.Module):
         if self.attn is not None:  # Luong without input feeding: all steps at once
             a, _ = self.attn(h, state.keys, state.memory, state.mask)
             a = a[rows]
-        # index_select, not read[rows[0]]: the rows repeat, and the backward of
-        # advanced indexing adds them with atomic adds from several threads, in an
-        # order that changes under load (training was not repeatable to the bit)
+        # not read[rows[0]]: its backward adds the repeated rows with racing atomic adds
         read = None if state.read is None else state.read.index_select(0, rows[0])
         be = self.read_e(e[rows]) if self.cho else None
         return self._readout(h[rows], be, read, a, 1, self.linear)
