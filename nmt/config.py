@@ -118,6 +118,7 @@ class TrainConfig:
     device: str = one_of("auto", "cpu", "cuda", doc="auto: cuda where there is one")
     seed: int = key(1, "initialisation, dropout and batch order", lo=0)
     threads: int = key(0, "CPU threads for torch (0: torch's default)", lo=0)
+    keep_freed_memory: bool = key(False, "glibc: faster, more memory at peak")
     precision: str = one_of("auto", "fp32", "bf16", "fp16", doc="auto: bf16 on CUDA")
     optimizer: str = one_of("adam", "sgd", doc="the optimizer")
     lr: float = key(0.001, "learning rate (peak rate with warmup)", lo=0.0)

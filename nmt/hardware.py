@@ -1,9 +1,12 @@
 """What the CPU can do natively: bf16 autocast is only worth it, and oneDNN's LSTM
-only has a bf16 kernel, where the CPU has bfloat16 instructions."""
+only has a bf16 kernel, where the CPU has bfloat16 instructions. And how glibc
+hands out memory (`keep_freed_memory`)."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import platform
 import sys
 
 import torch
@@ -106,3 +109,18 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def keep_freed_memory() -> bool:
+    """`train.keep_freed_memory`: ask glibc (mallopt) to keep the memory a training
+    step frees for the next, as MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824
+    in the environment would: big blocks come from the heap, not from fresh
+    mappings, and the heap is not given back. Each step's tensors then reuse
+    pages instead of faulting in new zeroed ones: faster, for more memory at peak
+    (BENCHMARKS.md). False, and nothing done, where the C library is not glibc."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
+    kept = libc.mallopt(m_mmap_max, 0) == 1  # mallopt answers 1 on success
+    return kept and libc.mallopt(m_trim_threshold, 1 << 30) == 1

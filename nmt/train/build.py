@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nmt.config import Config, TrainConfig
 from nmt.data.corpus import Corpus
 from nmt.errors import NmtError
-from nmt.hardware import pick_device, require_native_bf16
+from nmt.hardware import keep_freed_memory, pick_device, require_native_bf16
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.train.distributed import Dist, setup
 from nmt.train.schedule import Schedule
@@ -110,6 +110,8 @@ def build(cfg: Config, corpus: Corpus) -> TrainParts:
     require_tensorboard(t)
     if t.threads:
         torch.set_num_threads(t.threads)
+    if t.keep_freed_memory:
+        keep_freed_memory()
     device = pick_device(t.device)
     dist = setup(device)
     if dist.enabled:
